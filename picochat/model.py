@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from picochat.rundir import PicochatError, atomic_dir, atomic_write_json
+from picochat.rundir import PicochatError, atomic_write_json
 
 
 @dataclass
@@ -276,22 +277,27 @@ class Llama(nn.Module):
 
 # --- Hugging Face model directories ----------------------------------------------------------
 def save_pretrained(model: Llama, folder: Path, tokenizer=None, extra_files: dict | None = None) -> None:
-    """Write a Hugging Face Llama directory atomically: config.json, model.safetensors,
-    generation_config.json, and the tokenizer files when a tokenizer is given."""
+    """Write a Hugging Face Llama directory: model.safetensors, generation_config.json, the
+    tokenizer files when a tokenizer is given, and config.json last. Each file is written
+    atomically and config.json marks a complete directory; other contents (checkpoints/) stay."""
     from safetensors.torch import save_file
 
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     bos, eos, pad = (tokenizer.bos_id, tokenizer.end_id, tokenizer.pad_id) if tokenizer else (0, 0, 0)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    with atomic_dir(Path(folder)) as tmp:
-        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
-        atomic_write_json(tmp / "config.json", model.config.to_hf(bos, eos, pad))
-        atomic_write_json(tmp / "generation_config.json", {
-            "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad,
-            "do_sample": True, "temperature": 0.8, "top_p": 0.95})
-        if tokenizer is not None:
-            tokenizer.save(tmp)
-        for name, obj in (extra_files or {}).items():
-            atomic_write_json(tmp / name, obj)
+    (folder / "config.json").unlink(missing_ok=True)
+    tmp = folder / ".model.safetensors.tmp"
+    save_file(state, tmp, metadata={"format": "pt"})
+    os.replace(tmp, folder / "model.safetensors")
+    atomic_write_json(folder / "generation_config.json", {
+        "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad,
+        "do_sample": True, "temperature": 0.8, "top_p": 0.95})
+    if tokenizer is not None:
+        tokenizer.save(folder)
+    for name, obj in (extra_files or {}).items():
+        atomic_write_json(folder / name, obj)
+    atomic_write_json(folder / "config.json", model.config.to_hf(bos, eos, pad))
 
 
 def load_pretrained(folder: Path, device: str | torch.device = "cpu") -> Llama:

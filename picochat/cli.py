@@ -1,0 +1,163 @@
+"""picochat: build your own ChatGPT-style assistant, end to end.
+
+    picochat presets
+    picochat data sources | build | tokenize   --run R [--source S]
+    picochat tokenizer train --run R [--vocab-size N]
+    picochat tokenizer show --run R "some text"
+    picochat pretrain --run R --preset cpu-tiny [--max-steps N] [--resume]
+    picochat sample --run R [--stage base] --prompt TEXT [--temperature T] [--top-k K] [--top-p P]
+                    [--max-tokens N] [--seed N]
+
+Each subcommand parses its flags and calls one function; the work lives in the modules.
+Under torchrun, `python -m picochat.cli pretrain ...` trains with DDP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from picochat.rundir import PicochatError, RunDir
+
+
+# --- subcommands ------------------------------------------------------------------------------
+def cmd_presets(args) -> None:
+    from picochat.config import PRESETS
+
+    for p in PRESETS.values():
+        m, t = p.model, p.train
+        print(f"{p.name:10s} {p.description}")
+        print(f"{'':10s} model {m.n_layers}L x {m.dim}d, {m.n_heads} heads ({m.n_kv_heads} kv), "
+              f"context {m.max_seq_len}, vocab {p.vocab_size}; train {t.max_steps} steps x "
+              f"{t.batch_size * t.grad_accum} x {t.seq_len} tokens, lr {t.lr}, {t.schedule}")
+
+
+def cmd_data_sources(args) -> None:
+    from picochat.data.sources import all_sources
+
+    for src in all_sources():
+        state = "installed" if src.available() else f"missing: {src.install_hint}"
+        print(f"{src.name:14s} {state}")
+
+
+def cmd_data_build(args) -> None:
+    from picochat.data.build import build_corpus
+
+    stats = build_corpus(RunDir(args.run), args.source)
+    print(f"{stats['documents_out']:,} documents ({stats['bytes_out'] / 1e6:.1f} MB) from "
+          f"{stats['source']} in {stats['seconds']} s -> {RunDir(args.run).clean}")
+
+
+def cmd_data_tokenize(args) -> None:
+    from picochat.data.shards import tokenize_corpus
+
+    run = RunDir(args.run, create=False)
+    index = tokenize_corpus(run)
+    print(f"{index['tokens']['train']:,} train / {index['tokens']['val']:,} val tokens -> {run.tokens}")
+
+
+def cmd_tokenizer_train(args) -> None:
+    import time
+
+    from picochat.data.shards import iter_documents
+    from picochat.tokenizer import Tokenizer, iter_chars
+
+    run = RunDir(args.run, create=False)
+    started = time.time()
+    texts = iter_chars((d["text"] for d in iter_documents(run, "train")), args.max_chars)
+    tokenizer = Tokenizer.train(texts, args.vocab_size)
+    tokenizer.save(run.tokenizer)
+    seconds = time.time() - started
+    run.record_stage("tokenizer", status="done", vocab_size=tokenizer.vocab_size, seconds=round(seconds, 2))
+    print(f"trained a {tokenizer.vocab_size}-token tokenizer in {seconds:.1f} s -> {run.tokenizer}")
+
+
+def cmd_tokenizer_show(args) -> None:
+    from picochat.tokenizer_show import show
+
+    show(RunDir(args.run, create=False), args.text)
+
+
+def cmd_pretrain(args) -> None:
+    from picochat.config import get_preset
+    from picochat.train.pretrain import pretrain
+
+    preset = get_preset(args.preset)
+    run = RunDir(args.run, create=False)
+    pretrain(run, preset, max_steps=args.max_steps, resume=args.resume, dtype=args.dtype,
+             compile=args.compile or None, device=args.device)
+
+
+def cmd_sample(args) -> None:
+    from picochat.sample import sample
+
+    sample(RunDir(args.run, create=False), args.stage, args.prompt, temperature=args.temperature,
+           top_k=args.top_k, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+
+
+# --- argument parsing -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="picochat", description="Build your own ChatGPT-style assistant.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_run(p):
+        p.add_argument("--run", required=True, help="run directory (e.g. runs/demo)")
+        return p
+
+    sub.add_parser("presets", help="list the presets").set_defaults(func=cmd_presets)
+
+    data = sub.add_parser("data", help="documents -> clean corpus -> token shards")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub.add_parser("sources", help="list sources and how to install them").set_defaults(func=cmd_data_sources)
+    p = with_run(data_sub.add_parser("build", help="read a source into clean documents"))
+    p.add_argument("--source", default="shakespeare", help="shakespeare | local:PATH")
+    p.set_defaults(func=cmd_data_build)
+    with_run(data_sub.add_parser("tokenize", help="clean documents -> train/val token shards")
+             ).set_defaults(func=cmd_data_tokenize)
+
+    tok = sub.add_parser("tokenizer", help="train or inspect the tokenizer")
+    tok_sub = tok.add_subparsers(dest="tokenizer_command", required=True)
+    p = with_run(tok_sub.add_parser("train", help="train byte-level BPE on the run's train documents"))
+    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--max-chars", type=int, default=2_000_000_000, help="training text budget")
+    p.set_defaults(func=cmd_tokenizer_train)
+    p = with_run(tok_sub.add_parser("show", help="show how text becomes tokens"))
+    p.add_argument("text", nargs="?", default="Hello world! How does text become tokens?")
+    p.set_defaults(func=cmd_tokenizer_show)
+
+    p = with_run(sub.add_parser("pretrain", help="train the base model by next-token prediction"))
+    p.add_argument("--preset", default="cpu-tiny")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--device", help="auto | cpu | cuda | mps")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = with_run(sub.add_parser("sample", help="generate text from a trained model"))
+    p.add_argument("--stage", default="base")
+    p.add_argument("--prompt", default="")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-tokens", type=int, default=200)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PicochatError as e:
+        print(f"picochat: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\npicochat: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Pretraining: next-token prediction on the run's token shards.
+
+The model learns to continue internet text, a lossy compression of its corpus; validation loss
+is reported in bits per byte, which (unlike loss per token) compares across tokenizers.
+
+    picochat pretrain --run R --preset cpu-tiny [--max-steps N] [--resume]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from picochat.config import Preset, override
+from picochat.data.shards import TokenShards
+from picochat.model import Llama, save_pretrained
+from picochat.rundir import PicochatError, RunDir
+from picochat.tokenizer import Tokenizer
+from picochat.train.trainer import Trainer, all_reduce_sum
+
+
+class NextTokenObjective:
+    """Random windows of the train stream; bits per byte on fixed windows of the val stream."""
+
+    def __init__(self, train: TokenShards, val: TokenShards, seq_len: int, batch_size: int,
+                 grad_accum: int, seed: int, eval_tokens: int, token_bytes: list[int]):
+        if len(train) <= seq_len + 1:
+            raise PicochatError(f"the train split has {len(train)} tokens, fewer than one "
+                                f"{seq_len}-token window; build a bigger corpus or use a shorter context")
+        self.train, self.val = train, val
+        self.tokens_per_row = seq_len
+        self.seq_len, self.batch_size, self.grad_accum, self.seed = seq_len, batch_size, grad_accum, seed
+        self.eval_tokens = eval_tokens
+        self.token_bytes = torch.tensor(token_bytes, dtype=torch.float32)
+
+    def batch(self, step: int, micro: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        # All of a step's windows come from one generator seeded by the step; each (micro, rank)
+        # takes its slice. Same global batch whatever the process count; resumable by step alone.
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        rows = self.batch_size * self.grad_accum * world
+        starts = torch.randint(0, len(self.train) - self.seq_len - 1, (rows,), generator=g)
+        first = (micro * world + rank) * self.batch_size
+        return self._windows(self.train, starts[first:first + self.batch_size].tolist())
+
+    def _windows(self, shards: TokenShards, starts: list[int]) -> dict[str, torch.Tensor]:
+        T = self.seq_len
+        chunk = np.stack([np.asarray(shards.tokens[s:s + T + 1], dtype=np.int64) for s in starts])
+        chunk = torch.from_numpy(chunk)                                  # (B, T+1)
+        return {"input_ids": chunk[:, :-1], "targets": chunk[:, 1:]}    # (B, T) each
+
+    def loss(self, model, batch) -> torch.Tensor:
+        logits = model(batch["input_ids"])                              # (B, T, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), batch["targets"].flatten())
+
+    def evaluate(self, model, rank: int, world: int) -> dict[str, float]:
+        """Bits per byte over the first eval_tokens of the val split (each rank a share)."""
+        T, device = self.seq_len, next(model.parameters()).device
+        n_windows = max(1, min(self.eval_tokens, len(self.val) - 1) // T)
+        starts = [i * T for i in range(n_windows) if i * T + T + 1 <= len(self.val)]
+        if not starts:  # val split shorter than one window: use what there is
+            starts, T = [0], len(self.val) - 1
+        mine = starts[rank::world]
+        nats = torch.zeros((), device=device, dtype=torch.float64)
+        nbytes = torch.zeros((), device=device, dtype=torch.float64)
+        token_bytes = self.token_bytes.to(device)
+        for i in range(0, len(mine), self.batch_size):
+            chunk = np.stack([np.asarray(self.val.tokens[s:s + T + 1], dtype=np.int64)
+                              for s in mine[i:i + self.batch_size]])
+            chunk = torch.from_numpy(chunk).to(device)
+            logits = model(chunk[:, :-1])
+            per_token = F.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten(),
+                                        reduction="none")
+            weight = token_bytes[chunk[:, 1:].flatten()]
+            counted = weight > 0   # special tokens (<|bos|>) stand for no text: not counted
+            nats += (per_token * counted).sum().double()
+            nbytes += weight.sum().double()
+        nats, nbytes = all_reduce_sum(nats), all_reduce_sum(nbytes)
+        return {"val_bpb": (nats / math.log(2) / nbytes.clamp(min=1)).item()}
+
+
+def pretrain(run: RunDir, preset: Preset, max_steps: int | None = None, resume: bool = False,
+             progress: bool = True, **train_overrides) -> dict:
+    """Train the run's base model from scratch (or resume it); saves runs/R/base/."""
+    tokenizer = Tokenizer.load(run.tokenizer)
+    train_cfg = override(preset.train, max_steps=max_steps, **train_overrides)
+    model_cfg = override(preset.model, vocab_size=tokenizer.vocab_size,
+                         max_seq_len=max(preset.model.max_seq_len, train_cfg.seq_len))
+    train = TokenShards(run.tokens, "train")
+    val = TokenShards(run.tokens, "val")
+    if train.vocab_size != tokenizer.vocab_size:
+        raise PicochatError(f"token shards were made with a {train.vocab_size}-token vocabulary but "
+                            f"the tokenizer has {tokenizer.vocab_size}; rerun `picochat data tokenize`")
+    objective = NextTokenObjective(train, val, train_cfg.seq_len, train_cfg.batch_size,
+                                   train_cfg.grad_accum, train_cfg.seed, train_cfg.eval_tokens,
+                                   tokenizer.byte_lengths())
+    torch.manual_seed(train_cfg.seed)
+    model = Llama(model_cfg)
+    model.init_weights(train_cfg.seed)
+    checkpoints = run.checkpoints("base")
+    if not resume and checkpoints.exists() and any(checkpoints.iterdir()):
+        raise PicochatError(f"{checkpoints} already has checkpoints; pass --resume to continue "
+                            "that training, or use a new --run")
+    trainer = Trainer(model, objective, train_cfg, checkpoints, run.metrics / "pretrain.jsonl", progress)
+    if resume and not trainer.resume() and trainer.is_main:
+        print("no checkpoint to resume from; starting from step 0")
+    if trainer.is_main:
+        print(f"pretraining {model.num_params() / 1e6:.2f}M parameters on {len(train):,} tokens; "
+              f"{trainer.tokens_per_step:,} tokens/step for {train_cfg.max_steps} steps on "
+              f"{trainer.device} ({str(trainer.dtype).removeprefix('torch.')}, {trainer.world} process(es))")
+    started = time.time()
+    metrics = trainer.fit()
+    if trainer.is_main:
+        save_pretrained(model, run.model("base"), tokenizer)
+        run.record_stage("base", preset=preset.name, status="done", model=vars(model_cfg),
+                         train=vars(train_cfg), seconds=round(time.time() - started, 1),
+                         steps=trainer.step, metrics=metrics)
+    return metrics
