@@ -1,7 +1,7 @@
 """picochat: build your own ChatGPT-style assistant, end to end.
 
     picochat presets
-    picochat data sources | build | tokenize   --run R [--source S]
+    picochat data sources | build | report | tokenize   --run R [--source S] [--langs en] [--workers N]
     picochat tokenizer train --run R [--vocab-size N]
     picochat tokenizer show --run R "some text"
     picochat pretrain --run R --preset cpu-tiny [--max-steps N] [--resume]
@@ -36,16 +36,34 @@ def cmd_data_sources(args) -> None:
     from picochat.data.sources import all_sources
 
     for src in all_sources():
-        state = "installed" if src.available() else f"missing: {src.install_hint}"
-        print(f"{src.name:14s} {state}")
+        state = "installed" if src.available() else "missing"
+        print(f"{src.name:16s} {state:9s} install: {src.install_hint}")
+    print("also: local:PATH (.html .htm .txt .md .eml .jsonl .parquet, optionally .gz), "
+          "warc:PATH (WARC/WET), hf:NAME (Hugging Face dataset, FineWeb schema, or a local Parquet path)")
 
 
 def cmd_data_build(args) -> None:
-    from picochat.data.build import build_corpus
+    from picochat.data.build import BuildConfig, build_corpus
+    from picochat.data.report import step_table
 
-    stats = build_corpus(RunDir(args.run), args.source)
-    print(f"{stats['documents_out']:,} documents ({stats['bytes_out'] / 1e6:.1f} MB) from "
-          f"{stats['source']} in {stats['seconds']} s -> {RunDir(args.run).clean}")
+    run = RunDir(args.run)
+    cfg = BuildConfig(langs=[x for x in args.langs.split(",") if x and x != "all"], workers=args.workers,
+                      tasks=args.tasks, extractor=args.extractor, blocklists=args.blocklist or [],
+                      decontaminate=args.decontaminate, limit=args.limit)
+    stats = build_corpus(run, args.source, cfg)
+    print(step_table(stats))
+    print(f"{stats['documents_out']:,} documents ({stats['bytes_out'] / 1e6:.1f} MB) of "
+          f"{stats['documents_in']:,} ({stats['bytes_in'] / 1e6:.1f} MB) from {stats['source']} in "
+          f"{stats['seconds']} s ({stats['mb_per_s']} MB/s) -> {run.clean}; report: {run.data / 'report.md'}")
+
+
+def cmd_data_report(args) -> None:
+    from picochat.data.report import load_stats, step_table, write_report
+
+    run = RunDir(args.run, create=False)
+    path = write_report(run)
+    print(step_table(load_stats(run)))
+    print(f"report: {path}")
 
 
 def cmd_data_tokenize(args) -> None:
@@ -109,9 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="documents -> clean corpus -> token shards")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     data_sub.add_parser("sources", help="list sources and how to install them").set_defaults(func=cmd_data_sources)
-    p = with_run(data_sub.add_parser("build", help="read a source into clean documents"))
-    p.add_argument("--source", default="shakespeare", help="shakespeare | local:PATH")
+    p = with_run(data_sub.add_parser("build", help="clean a source into documents (URL filter, extraction, "
+                                                   "language, quality, PII, dedup, decontamination)"))
+    p.add_argument("--source", default="offline-web",
+                   help="offline-web (default) | one of its parts | local:PATH | warc:PATH | hf:NAME")
+    p.add_argument("--langs", default="en", help="comma-separated language codes to keep, or 'all'")
+    p.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    p.add_argument("--tasks", type=int, default=0, help="shards of work (default 4 x workers); fixed per build")
+    p.add_argument("--extractor", default="resiliparse", choices=["resiliparse", "trafilatura"])
+    p.add_argument("--blocklist", action="append", help="extra URL blocklist file (repeatable)")
+    p.add_argument("--decontaminate", default="auto",
+                   help="auto (BIG-bench if cached) | bigbench | none | FILE of evaluation texts")
+    p.add_argument("--limit", type=int, default=-1, help="at most N documents per task (quick looks)")
     p.set_defaults(func=cmd_data_build)
+    with_run(data_sub.add_parser("report", help="what each cleaning step kept and removed, with examples")
+             ).set_defaults(func=cmd_data_report)
     with_run(data_sub.add_parser("tokenize", help="clean documents -> train/val token shards")
              ).set_defaults(func=cmd_data_tokenize)
 
