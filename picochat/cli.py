@@ -9,7 +9,8 @@
                     [--max-tokens N] [--seed N]
 
 Each subcommand parses its flags and calls one function; the work lives in the modules.
-Under torchrun, `python -m picochat.cli pretrain ...` trains with DDP.
+Under torchrun, `torchrun --standalone --nproc_per_node=N -m picochat.cli -- pretrain ...` trains
+with DDP.
 """
 
 from __future__ import annotations
@@ -97,13 +98,16 @@ def cmd_tokenizer_show(args) -> None:
 
 
 def cmd_pretrain(args) -> None:
-    from picochat.config import get_preset
+    from picochat.config import get_preset, parse_settings
     from picochat.train.pretrain import pretrain
 
     preset = get_preset(args.preset)
     run = RunDir(args.run, create=False)
-    pretrain(run, preset, max_steps=args.max_steps, resume=args.resume, dtype=args.dtype,
-             compile=args.compile or None, device=args.device)
+    settings = parse_settings(preset.train, args.set)
+    settings.update({k: v for k, v in (("dtype", args.dtype), ("device", args.device)) if v})
+    if args.compile:
+        settings["compile"] = True
+    pretrain(run, preset, max_steps=args.max_steps, resume=args.resume, **settings)
 
 
 def cmd_sample(args) -> None:
@@ -162,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["auto", "bf16", "fp32"])
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--device", help="auto | cpu | cuda | mps")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training setting, e.g. --set batch_size=8 --set ckpt_every=50")
     p.set_defaults(func=cmd_pretrain)
 
     p = with_run(sub.add_parser("sample", help="generate text from a trained model"))

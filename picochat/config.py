@@ -56,6 +56,11 @@ class Preset:
 
 def _presets() -> dict[str, Preset]:
     return {p.name: p for p in [
+        Preset("micro", "seconds: 2 layers x 64 dim, context 64 (smoke tests)",
+               ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64),
+               TrainConfig(max_steps=20, batch_size=4, seq_len=64, lr=3e-3, warmup_steps=2,
+                           eval_every=10, ckpt_every=10, eval_tokens=4096, log_every=1),
+               vocab_size=512),
         Preset("cpu-tiny", "minutes on a 2-core laptop: 4 layers x 256 dim, context 256",
                ModelConfig(dim=256, n_layers=4, n_heads=4, n_kv_heads=2, max_seq_len=256),
                TrainConfig(max_steps=900, batch_size=16, seq_len=256, lr=4e-3, warmup_steps=40,
@@ -87,6 +92,24 @@ def get_preset(name: str) -> Preset:
                             "(`picochat presets` describes them)")
     p = PRESETS[name]
     return replace(p, model=replace(p.model), train=replace(p.train))
+
+
+def parse_settings(obj, settings: list[str]) -> dict:
+    """`key=value` strings -> typed overrides for the fields of config dataclass `obj`."""
+    types = {f.name: type(getattr(obj, f.name)) for f in fields(obj)}
+    out = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise PicochatError(f"bad setting {item!r}: expected key=value with key one of "
+                                f"{', '.join(sorted(types))}")
+        kind = types[key]
+        try:
+            out[key] = (value.lower() in ("1", "true", "yes", "on")) if kind is bool else kind(value)
+        except ValueError as e:
+            raise PicochatError(f"bad value for {key}: {value!r} is not a {kind.__name__}") from e
+    return out
 
 
 def override(obj, **values):

@@ -141,15 +141,17 @@ class Rotary(nn.Module):
         self.register_buffer("cos", emb.cos(), persistent=False)
         self.register_buffer("sin", emb.sin(), persistent=False)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype):
+    def forward(self, positions: torch.Tensor | int, dtype: torch.dtype):
+        """positions: an int T (positions 0..T-1, training) or a (B, T) tensor (decoding).
+        Returns cos, sin broadcastable over heads: (1 or B, 1, T, Dh)."""
+        if isinstance(positions, int):
+            if positions > self.cos.shape[0]:
+                raise PicochatError(f"{positions} tokens do not fit the context length {self.cos.shape[0]}")
+            return self.cos[None, None, :positions].to(dtype), self.sin[None, None, :positions].to(dtype)
         if int(positions.max()) >= self.cos.shape[0]:
             raise PicochatError(f"position {int(positions.max())} is past the context "
                                 f"length {self.cos.shape[0]}")
-        # positions (T,) or (B, T) -> (1 or B, 1, T, Dh) to broadcast over heads
-        cos, sin = self.cos[positions], self.sin[positions]
-        if positions.dim() == 1:
-            cos, sin = cos[None], sin[None]
-        return cos[:, None].to(dtype), sin[:, None].to(dtype)
+        return self.cos[positions][:, None].to(dtype), self.sin[positions][:, None].to(dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -250,7 +252,7 @@ class Llama(nn.Module):
         B, T = input_ids.shape
         x = self.model.embed_tokens(input_ids)                                    # (B, T, D)
         if cache is None:
-            positions, mask = torch.arange(T, device=input_ids.device), None
+            positions, mask = T, None
         else:
             if cache.length + T > cache.max_len:
                 raise PicochatError(f"KV cache holds {cache.max_len} tokens; "

@@ -9,7 +9,9 @@ with loss / tokens/s / MFU / ETA, and atomic checkpoints that resume exactly.
 Exact resume rests on one rule: an objective's batch is a pure function of (step, micro-step,
 rank), so a resumed run sees the same data as an uninterrupted one without replaying anything.
 
-    torchrun --nproc_per_node=2 -m picochat.cli pretrain --run R --preset cpu-tiny
+    torchrun --standalone --nproc_per_node=2 -m picochat.cli -- pretrain --run R --preset cpu-tiny
+
+(the `--` keeps torchrun from reading `--run` as an abbreviation of its own `--run-path`)
 """
 
 from __future__ import annotations
@@ -229,8 +231,9 @@ class Trainer:
                 elapsed = time.perf_counter() - window_start
                 tps = window_tokens / elapsed
                 mfu = flops_per_step * (tps / self.tokens_per_step) / peak if peak else 0.0
-                last.update({"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tps, "mfu": mfu})
-                self._log(last)
+                record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tps, "mfu": mfu}
+                last.update(record)
+                self._log(record)
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}", mfu=f"{100 * mfu:.1f}%")
                 window_start, window_tokens = time.perf_counter(), 0
