@@ -43,7 +43,7 @@ class BuildConfig:
     langs: list[str] = field(default_factory=lambda: ["en"])  # empty: keep every language
     lang_threshold: float = 0.65
     workers: int = 2
-    tasks: int = 0  # 0: 4 x workers (at least 4); fixed for the life of a build
+    tasks: int = 0  # 0: 2 x workers (at least 2); fixed for the life of a build
     extractor: str = "resiliparse"  # or "trafilatura" (better main-content, ~30x slower)
     max_doc_bytes: int = 10 * MB
     blocklists: list[str] = field(default_factory=list)  # extra files: one domain or host/path per line
@@ -66,7 +66,7 @@ def build_corpus(run: RunDir, source: str = DEFAULT_SOURCE, config: BuildConfig 
                  progress: bool = True, **overrides) -> dict:
     """Run the pipeline for `source` into run.clean; returns the stats (also in stats.json)."""
     cfg = dataclasses.replace(config or BuildConfig(), source=source, **overrides)
-    cfg.tasks = cfg.tasks or max(4, 4 * cfg.workers)
+    cfg.tasks = cfg.tasks or max(2, 2 * cfg.workers)
     src = open_source(cfg.source)
     if not src.available():
         raise PicochatError(f"source {src.name} is not installed; install it with: {src.install_hint}")
@@ -180,8 +180,8 @@ def make_executors(cfg: BuildConfig, work: Path, ngram_file: Path | None) -> dic
     from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
     from datatrove.utils.hashing import HashConfig
 
-    from picochat.data.steps import (Decontaminate, Extract, LanguageID, Meter, PIIScrub, Quality,
-                                     RankFileReader, SampleWriter, SourceReader, UrlFilter,
+    from picochat.data.steps import (Decontaminate, Extract, FastWordTokenizer, LanguageID, Meter, PIIScrub,
+                                     Quality, RankFileReader, SampleWriter, SourceReader, UrlFilter,
                                      default_blocklists)
 
     mh = MinhashConfig(n_grams=cfg.minhash_ngrams, num_buckets=cfg.minhash_buckets,
@@ -195,12 +195,8 @@ def make_executors(cfg: BuildConfig, work: Path, ngram_file: Path | None) -> dic
     def samples(step):
         return SampleWriter(str(removed / step), per_reason=cfg.samples_per_reason)
 
-    sig_lang = cfg.langs[0] if len(cfg.langs) == 1 else "en"
-    try:
-        from datatrove.utils.word_tokenizers import load_word_tokenizer
-        load_word_tokenizer(sig_lang)
-    except Exception:
-        sig_lang = "en"
+    # MinHash shingles words; datatrove's default word tokenizer (spaCy) made signatures the slowest step
+    sig_tok = FastWordTokenizer(cfg.langs[0] if len(cfg.langs) == 1 else "xx")
     logs = work / "logs"
     workers = max(1, min(cfg.workers, cfg.tasks))
     a = LocalPipelineExecutor([
@@ -217,7 +213,7 @@ def make_executors(cfg: BuildConfig, work: Path, ngram_file: Path | None) -> dic
         PIIScrub(),
         Meter("pii"),
         JsonlWriter(str(work / "filtered"), output_filename="${rank}.jsonl.gz", compression="gzip"),
-        MinhashDedupSignature(str(work / "minhash" / "signatures"), config=mh, language=sig_lang),
+        MinhashDedupSignature(str(work / "minhash" / "signatures"), config=mh, language=sig_tok),
     ], tasks=cfg.tasks, workers=workers, logging_dir=str(logs / "a_filter"), start_method="fork")
     b = LocalPipelineExecutor([
         MinhashDedupBuckets(str(work / "minhash" / "signatures"), str(work / "minhash" / "buckets"), config=mh),

@@ -1,0 +1,137 @@
+"""Planted documents for the data-pipeline tests: ordinary English and German prose written for
+these tests, assembled into pages that pass the quality filters, plus near-copies, PII and bad
+inputs. Kept apart from the tests so several test files can share it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+SENTENCES = [
+    "The library opened a new reading room on the second floor last spring.",
+    "Volunteers spent several weekends painting the walls and repairing the old oak shelves.",
+    "Most visitors come in the afternoon, when the light from the tall windows is warm and even.",
+    "A small cafe near the entrance sells coffee, tea and sandwiches made that morning.",
+    "Children gather on Saturday mornings to listen to stories read aloud by a retired teacher.",
+    "The building itself dates from the early years of the last century and has been restored twice.",
+    "Its architect wanted a place where anyone could sit quietly and think without paying for the privilege.",
+    "Today the collection includes maps, newspapers and letters written by people who lived in the valley.",
+    "Researchers from the university often ask to see the letters, which describe floods, harvests and weddings.",
+    "One of the librarians is slowly transcribing them so that they can be searched on a computer.",
+    "Gardening is a patient hobby that rewards people who plan ahead and accept small failures.",
+    "In early March the soil is still cold, so most seeds are started indoors on a bright windowsill.",
+    "Tomatoes need plenty of sun, regular water and a sturdy stake to climb as they grow heavy with fruit.",
+    "Beans are easier, and they even improve the soil by adding nitrogen that other plants can use later.",
+    "A neighbour taught me to plant marigolds between the rows because their smell keeps some insects away.",
+    "By the end of summer there are usually more cucumbers than the whole street can eat.",
+    "We give the extra vegetables to the food bank, which is always grateful for fresh produce.",
+    "In autumn the beds are covered with leaves and compost so that worms can work through the winter.",
+    "Keeping a notebook of what grew well each year turns out to be more useful than any book.",
+    "Every gardener learns that the weather will always have the final word.",
+    "The train left the coast just after dawn and climbed slowly into the hills.",
+    "Through the window we watched fishing boats shrink into bright specks on the grey water.",
+    "An old man across the aisle pointed out the ruins of a castle that few travellers notice.",
+    "He said his grandfather had worked on the railway when the tunnels were first cut through the rock.",
+    "At the mountain station the air was thin and cold, and everyone reached for a coat.",
+    "A narrow path led from the platform to a lake that reflected the snow on the peaks above.",
+    "We walked around it in an hour, stopping often to watch the clouds move across the ridges.",
+    "On the way back the conductor sold us hot chocolate from a flask he kept under his seat.",
+    "It was the kind of journey that makes a long week at a desk seem very far away.",
+    "When we reached the city again the streets were wet, noisy and strangely welcoming.",
+]
+
+QUIZ = [
+    "Our weekly quiz started as a way for the office to take a break on Friday afternoons.",
+    "Each round has ten questions about nature, history and the odd corners of geography.",
+    "People answer on paper, and the winner chooses the biscuits for the following week.",
+    "Nobody is allowed to look anything up, although arguments about the answers can last until Monday.",
+    "Last month the hardest round was about animals, and the best team scored only four points.",
+    "This page collects some of the questions that caused the longest discussions so far.",
+]
+
+BASE_PAGE = [
+    "Bread is one of the oldest prepared foods, and every culture seems to have its own version.",
+    "The simplest loaf needs only flour, water, salt and a little yeast, mixed and left to rise.",
+    "During the first rise the yeast eats sugars in the flour and releases gas that stretches the dough.",
+    "Kneading develops gluten, a network of proteins that traps that gas and gives the crumb its structure.",
+    "A wet dough takes longer to handle but usually rewards the baker with larger, irregular holes.",
+    "Many home bakers keep a sourdough starter, which is a living culture of wild yeast and bacteria.",
+    "The starter must be fed with fresh flour and water every day, or kept in the fridge between bakes.",
+    "Sourdough bread rises more slowly, and the long fermentation gives it a mild, pleasant sourness.",
+    "The oven should be very hot, and a tray of water on the bottom shelf helps the crust to form.",
+    "After baking, the loaf must cool on a rack for an hour before it is cut, however tempting it smells.",
+    "Stale bread need not be wasted, since it makes excellent toast, crumbs and summer salads.",
+    "Bakers argue endlessly about flour, hydration and timing, and that argument is half the fun.",
+]
+NEAR_COPY_EDITS = [("oldest", "most ancient"), ("simplest", "most basic"), ("little", "small amount of"),
+                   ("stretches", "expands"), ("usually", "often"), ("wild", "natural"), ("mild", "gentle"),
+                   ("very hot", "extremely hot"), ("excellent", "very good"), ("endlessly", "constantly"),
+                   ("pleasant", "agreeable"), ("fresh", "new")]
+
+GERMAN_PAGE = (
+    "Die Stadtbibliothek hat im letzten Frühjahr einen neuen Lesesaal im zweiten Stock eröffnet. "
+    "Freiwillige haben mehrere Wochenenden damit verbracht, die Wände zu streichen und die alten Regale zu reparieren. "
+    "Die meisten Besucher kommen am Nachmittag, wenn das Licht durch die hohen Fenster warm und gleichmäßig ist. "
+    "Ein kleines Café am Eingang verkauft Kaffee, Tee und belegte Brote, die am selben Morgen gemacht wurden.\n\n"
+    "Am Samstagmorgen versammeln sich die Kinder, um Geschichten zu hören, die eine pensionierte Lehrerin vorliest. "
+    "Das Gebäude stammt aus den ersten Jahren des letzten Jahrhunderts und wurde zweimal restauriert. "
+    "Sein Architekt wollte einen Ort schaffen, an dem jeder ruhig sitzen und nachdenken kann, ohne dafür zu bezahlen. "
+    "Heute umfasst die Sammlung Karten, Zeitungen und Briefe von Menschen, die im Tal gelebt haben.\n\n"
+    "Forscher der Universität fragen oft nach den Briefen, die von Überschwemmungen, Ernten und Hochzeiten erzählen. "
+    "Eine der Bibliothekarinnen schreibt sie langsam ab, damit man sie am Computer durchsuchen kann. "
+    "Wer die Bibliothek besucht, sollte sich Zeit nehmen und auch die kleine Ausstellung im Keller ansehen."
+)
+
+EVAL_TEXT = ("Which of the following animals is known for carrying its young in a pouch on the front of "
+             "its belly while hopping across the dry grasslands of Australia")
+
+PII_LINE = "Write to jane.doe@example.org or call +1 (555) 123-4567; the server is at 192.168.10.20."
+
+
+def page(indices: list[int], extra: str = "") -> str:
+    paras = []
+    for start in range(0, len(indices), 4):
+        paras.append(" ".join(SENTENCES[i] for i in indices[start:start + 4]))
+    text = "\n\n".join(paras)
+    return text + ("\n\n" + extra if extra else "")
+
+
+def near_copies(n: int = 10) -> list[str]:
+    out = []
+    for k in range(n):
+        text = " ".join(BASE_PAGE)
+        for j in range(3):  # three different edits per copy
+            old, new = NEAR_COPY_EDITS[(3 * k + j) % len(NEAR_COPY_EDITS)]
+            text = text.replace(old, new, 1)
+        out.append(text[:len(text) // 2] + "\n\n" + text[len(text) // 2:])
+    return out
+
+
+def write_corpus(folder: Path, blocked_domain: str) -> dict:
+    """A local: folder with every planted case; returns what the tests check against."""
+    folder.mkdir(parents=True, exist_ok=True)
+    records = [
+        {"id": "good-library", "url": "https://library.example.org/about", "text": page(list(range(0, 10)))},
+        {"id": "good-garden", "url": "https://garden.example.net/notes", "text": page(list(range(10, 20)), PII_LINE)},
+        {"id": "blocked", "url": f"https://{blocked_domain}/page.html", "text": page(list(range(0, 12)))},
+        {"id": "german", "url": "https://bibliothek.example.de/", "text": GERMAN_PAGE},
+        {"id": "contaminated", "url": "https://quiz.example.com/",
+         "text": " ".join(QUIZ) + "\n\nQuestion of the day: " + EVAL_TEXT + "? Answer below."},
+    ]
+    for k, text in enumerate(near_copies(10)):
+        records.append({"id": f"bread-{k}", "url": f"https://bread{k}.example.com/recipe", "text": text})
+    with open(folder / "pages.jsonl", "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    # bad inputs
+    full = gzip.compress(page(list(range(0, 30))).encode() * 20)
+    (folder / "truncated.txt.gz").write_bytes(full[: len(full) // 2])
+    (folder / "latin1.txt").write_bytes("Grüße aus Zürich: ein Café, ein Bäcker und viel Schnee.".encode("latin-1"))
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "huge.txt").write_bytes(b"x" * (50 * 1024 * 1024))
+    (folder / "nothing.html").write_text("<html><head><script>var a = 1;</script></head><body><div></div></body></html>")
+    (folder / "travel.html").write_text("<html><head><title>Trip</title></head><body><nav>Home | About</nav><article>"
+                                        + "".join(f"<p>{SENTENCES[i]}</p>" for i in range(20, 30))
+                                        + "</article></body></html>")
+    return {"records": records}
