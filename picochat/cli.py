@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="offline-web (default) | one of its parts | local:PATH | warc:PATH | hf:NAME")
     p.add_argument("--langs", default="en", help="comma-separated language codes to keep, or 'all'")
     p.add_argument("--workers", type=int, default=2, help="parallel worker processes")
-    p.add_argument("--tasks", type=int, default=0, help="shards of work (default 4 x workers); fixed per build")
+    p.add_argument("--tasks", type=int, default=0, help="shards of work (default 2 x workers); fixed per build")
     p.add_argument("--extractor", default="resiliparse", choices=["resiliparse", "trafilatura"])
     p.add_argument("--blocklist", action="append", help="extra URL blocklist file (repeatable)")
     p.add_argument("--decontaminate", default="auto",
