@@ -5,6 +5,7 @@
     picochat tokenizer train --run R [--vocab-size N]
     picochat tokenizer show --run R "some text"
     picochat pretrain --run R --preset cpu-tiny [--max-steps N] [--resume]
+    picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
     picochat sample --run R [--stage base] --prompt TEXT [--temperature T] [--top-k K] [--top-p P]
                     [--max-tokens N] [--seed N]
 
@@ -110,6 +111,12 @@ def cmd_pretrain(args) -> None:
     pretrain(run, preset, max_steps=args.max_steps, resume=args.resume, **settings)
 
 
+def cmd_speedrun(args) -> None:
+    from picochat.speedrun import speedrun
+
+    speedrun(RunDir(args.run), args.preset, source=args.source, workers=args.workers)
+
+
 def cmd_sample(args) -> None:
     from picochat.sample import sample
 
@@ -169,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training setting, e.g. --set batch_size=8 --set ckpt_every=50")
     p.set_defaults(func=cmd_pretrain)
+
+    p = with_run(sub.add_parser("speedrun", help="the whole chain, skipping stages already done"))
+    p.add_argument("--preset", default="cpu-tiny")
+    p.add_argument("--source", help="corpus source (default: the data build default)")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_speedrun)
 
     p = with_run(sub.add_parser("sample", help="generate text from a trained model"))
     p.add_argument("--stage", default="base")

@@ -154,6 +154,27 @@ class Rotary(nn.Module):
         return self.cos[positions][:, None].to(dtype), self.sin[positions][:, None].to(dtype)
 
 
+def attention(q, k, v, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """softmax(q k^T / sqrt(Dh) + mask) v for q (B, H, Tq, Dh) and k, v (B, K, Tk, Dh).
+
+    On CPU in bf16, torch's fused (flash) kernel runs ~6x slower than three plain ops whose
+    matrix products hit the bf16 units (bench: 135 ms vs 21 ms forward+backward at B8 H6 T256),
+    so there the product is written out; elsewhere the fused kernel is faster and leaner."""
+    if not (q.device.type == "cpu" and q.dtype == torch.bfloat16):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                              enable_gqa=k.shape[1] != q.shape[1])
+    if k.shape[1] != q.shape[1]:
+        repeat = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5                  # (B, H, Tq, Tk)
+    if causal:
+        Tq, Tk = scores.shape[-2:]
+        mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(Tk - Tq)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1).to(v.dtype) @ v                              # (B, H, Tq, Dh)
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -179,15 +200,13 @@ class LlamaAttention(nn.Module):
         v = self.v_proj(x).view(B, T, self.K, self.Dh).transpose(1, 2)   # (B, K, T, Dh)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.K != self.H)
+            y = attention(q, k, v, None, causal=True)
         else:
             t0, t1 = cache.length, cache.length + T
             cache.k[self.layer, :, :, t0:t1] = k
             cache.v[self.layer, :, :, t0:t1] = v
             k, v = cache.k[self.layer, :, :, :t1], cache.v[self.layer, :, :, :t1]  # (B, K, t1, Dh)
-            y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
-                                               is_causal=mask is None and T > 1,
-                                               enable_gqa=self.K != self.H)
+            y = attention(q, k.to(q.dtype), v.to(q.dtype), mask, causal=mask is None and T > 1)
         y = y.transpose(1, 2).reshape(B, T, self.H * self.Dh)                    # (B, T, D)
         return self.o_proj(y)
 

