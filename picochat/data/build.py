@@ -107,6 +107,12 @@ def build_corpus(run: RunDir, source: str = DEFAULT_SOURCE, config: BuildConfig 
         decontam_info = json.loads(info_file.read_text())
 
     executors = make_executors(cfg, work, ngram_file if decontam_info.get("ngrams") else None)
+    if executors["filter"].get_incomplete_ranks():
+        from picochat.data.steps import load_blocklist
+
+        for step in executors["filter"].pipeline:  # load once here; forked workers share it
+            for path in getattr(step, "lists", {}).values():
+                load_blocklist(Path(path))
     _quiet_datatrove(work, progress)
     for i, (name, ex) in enumerate(executors.items()):
         t = time.time()
@@ -174,15 +180,34 @@ def _quiet_datatrove(work: Path, progress: bool) -> None:
 
 
 def make_executors(cfg: BuildConfig, work: Path, ngram_file: Path | None) -> dict:
+    """The four stages on datatrove's LocalPipelineExecutor (forked worker processes)."""
     from datatrove.executor import LocalPipelineExecutor
+
+    logs = work / "logs"
+    workers = max(1, min(cfg.workers, cfg.tasks))
+    executors, previous = {}, None
+    for name, (steps, tasks) in make_pipelines(cfg, work, ngram_file).items():
+        previous = executors[name] = LocalPipelineExecutor(
+            steps, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logs / STAGE_LOGS[name]),
+            depends=previous, start_method="fork")
+    return executors
+
+
+STAGE_LOGS = {"filter": "a_filter", "minhash_buckets": "b_buckets", "minhash_cluster": "c_cluster",
+              "final": "d_final"}
+
+
+def make_pipelines(cfg: BuildConfig, work: Path, ngram_file: Path | None) -> dict:
+    """{stage: (datatrove steps, number of tasks)} for the four stages, in order. Executor-free,
+    so the same stages run on SlurmPipelineExecutor or RayPipelineExecutor (docs/data.md)."""
     from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
-                                                  MinhashDedupFilter, MinhashDedupSignature)
+                                                  MinhashDedupFilter)
     from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
     from datatrove.utils.hashing import HashConfig
 
     from picochat.data.steps import (Decontaminate, Extract, FastWordTokenizer, LanguageID, Meter, PIIScrub,
                                      Quality, RankFileReader, SampleWriter, SourceReader, UrlFilter,
-                                     default_blocklists)
+                                     default_blocklists, minhash_signature_step)
 
     mh = MinhashConfig(n_grams=cfg.minhash_ngrams, num_buckets=cfg.minhash_buckets,
                        hashes_per_bucket=cfg.minhash_hashes_per_bucket,
@@ -197,9 +222,7 @@ def make_executors(cfg: BuildConfig, work: Path, ngram_file: Path | None) -> dic
 
     # MinHash shingles words; datatrove's default word tokenizer (spaCy) made signatures the slowest step
     sig_tok = FastWordTokenizer(cfg.langs[0] if len(cfg.langs) == 1 else "xx")
-    logs = work / "logs"
-    workers = max(1, min(cfg.workers, cfg.tasks))
-    a = LocalPipelineExecutor([
+    a = [
         SourceReader(cfg.source, cfg.max_doc_bytes, cfg.limit),
         Meter("read"),
         UrlFilter(lists, exclusion_writer=samples("url")),
@@ -213,16 +236,15 @@ def make_executors(cfg: BuildConfig, work: Path, ngram_file: Path | None) -> dic
         PIIScrub(),
         Meter("pii"),
         JsonlWriter(str(work / "filtered"), output_filename="${rank}.jsonl.gz", compression="gzip"),
-        MinhashDedupSignature(str(work / "minhash" / "signatures"), config=mh, language=sig_tok),
-    ], tasks=cfg.tasks, workers=workers, logging_dir=str(logs / "a_filter"), start_method="fork")
-    b = LocalPipelineExecutor([
+        minhash_signature_step(str(work / "minhash" / "signatures"), config=mh, language=sig_tok),
+    ]
+    b = [
         MinhashDedupBuckets(str(work / "minhash" / "signatures"), str(work / "minhash" / "buckets"), config=mh),
-    ], tasks=mh.num_buckets, workers=workers, logging_dir=str(logs / "b_buckets"), depends=a,
-        start_method="fork")
-    c = LocalPipelineExecutor([
+    ]
+    c = [
         MinhashDedupCluster(str(work / "minhash" / "buckets"), str(work / "minhash" / "remove_ids"), config=mh),
-    ], tasks=1, workers=1, logging_dir=str(logs / "c_cluster"), depends=b)
-    d = LocalPipelineExecutor([
+    ]
+    d = [
         RankFileReader(str(work / "filtered")),
         MinhashDedupFilter(str(work / "minhash" / "remove_ids"), exclusion_writer=samples("dedup")),
         Meter("dedup"),
@@ -230,9 +252,9 @@ def make_executors(cfg: BuildConfig, work: Path, ngram_file: Path | None) -> dic
                       exclusion_writer=samples("decontamination")),
         Meter("decontamination"),
         ParquetWriter(str(work / "final"), output_filename="part-${rank}.parquet", adapter=_clean_row),
-    ], tasks=cfg.tasks, workers=workers, logging_dir=str(logs / "d_final"), depends=c,
-        start_method="fork")
-    return {"filter": a, "minhash_buckets": b, "minhash_cluster": c, "final": d}
+    ]
+    return {"filter": (a, cfg.tasks), "minhash_buckets": (b, mh.num_buckets), "minhash_cluster": (c, 1),
+            "final": (d, cfg.tasks)}
 
 
 def _clean_row(self, doc) -> dict:
@@ -305,7 +327,7 @@ def collect_stats(cfg: BuildConfig, work: Path, executors: dict) -> dict:
 
     read_in = {"documents": int(_val(reader, "documents")), "bytes": int(_val(reader, "bytes"))}
     steps = [
-        row("read", read_in, meters["read"], [reader], extra={"notes": notes}),
+        row("read", read_in, meters["read"], [reader], seconds=_val(reader, "own_seconds"), extra={"notes": notes}),
         row("url filter", meters["read"], meters["url"], [urlf]),
         row("extract text", meters["url"], meters["extract"], [extract]),
         row("language ID", meters["extract"], meters["language"], [lid],
@@ -316,7 +338,9 @@ def collect_stats(cfg: BuildConfig, work: Path, executors: dict) -> dict:
             extra={"replaced": {k.removeprefix("replaced_"): int(v.total) for k, v in pii.stats.items()
                                 if k.startswith("replaced_")},
                    "documents_changed": int(_val(pii, "documents changed"))}),
-        row("MinHash dedup", meters["pii"], meters["dedup"], [sig, *b, *c, mh_filter]),
+        row("MinHash dedup", meters["pii"], meters["dedup"], [*b, *c, mh_filter],
+            seconds=sig.time_stats.total - _val(sig, "upstream_seconds") + sum(
+                s.time_stats.total for s in [*b, *c, mh_filter])),
         row("decontamination", meters["dedup"], meters["decontamination"], [decon]),
     ]
     steps[6]["removed"] = {"near-duplicate (MinHash)": int(_val(mh_filter, "dropped"))}

@@ -24,8 +24,9 @@ def _doc(text: str, meta: dict):
     return Document(text=text, id=meta.get("id", "x"), metadata=dict(meta))
 
 
-def spam_eval(limit_per_class: int | None = None, seed: int = 0) -> dict:
-    """Quality filters at removing spam. `limit_per_class` samples that many spam and ham e-mails."""
+def spam_eval(limit_per_class: int | None = None, seed: int = 0, folders: tuple[str, ...] | None = None) -> dict:
+    """Quality filters at removing spam. `limit_per_class` samples that many spam and ham e-mails;
+    `folders` keeps only those (e.g. the held-out spam-2, easy-ham-2, hard-ham-1)."""
     from picochat.data.sources import SpamAssassinSource
     from picochat.data.steps import LanguageIdentifier, Quality, email_to_text, normalize_text
 
@@ -35,6 +36,8 @@ def spam_eval(limit_per_class: int | None = None, seed: int = 0) -> dict:
     docs = {"spam": [], "ham": []}
     for d in src.documents():
         folder = d.url.split("/")[-2]
+        if folders and folder not in folders:
+            continue
         docs["spam" if folder.startswith("spam") else "ham"].append(d)
     if limit_per_class:
         rng = random.Random(seed)

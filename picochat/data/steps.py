@@ -57,8 +57,11 @@ class SourceReader(PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         from picochat.data.sources import open_source
 
+        import time
+
         source = open_source(self.spec)
         n = 0
+        t = time.perf_counter()
         for doc in source.documents(rank, world_size):
             if 0 <= self.limit <= n:
                 break
@@ -87,8 +90,12 @@ class SourceReader(PipelineStep):
             if "\x00" in text:
                 text = text.replace("\x00", "")
                 self.stat_update("note_NUL bytes removed")
-            yield DTDocument(text=text, id=doc.id, metadata={
+            out = DTDocument(text=text, id=doc.id, metadata={
                 "url": doc.url, "source": doc.source, "content_type": doc.content_type, "raw_bytes": size})
+            self.stat_update("own_seconds", value=time.perf_counter() - t, unit="task")
+            yield out
+            t = time.perf_counter()
+        self.stat_update("own_seconds", value=time.perf_counter() - t, unit="task")
 
 
 def _decode_other(raw: bytes) -> str:
@@ -98,6 +105,37 @@ def _decode_other(raw: bytes) -> str:
         return bytes_to_str(raw, detect_encoding(raw))
     except Exception:
         return raw.decode("latin-1")
+
+
+def timed_upstream(step: PipelineStep, data):
+    """Pass `data` through, adding the time spent producing it to step's "upstream_seconds"
+    (datatrove's MinHash signature step times its whole loop, upstream steps included)."""
+    import time
+
+    it = iter(data)
+    while True:
+        t = time.perf_counter()
+        try:
+            doc = next(it)
+        except StopIteration:
+            step.stat_update("upstream_seconds", value=time.perf_counter() - t, unit="task")
+            return
+        step.stat_update("upstream_seconds", value=time.perf_counter() - t, unit="task")
+        yield doc
+
+
+def minhash_signature_step(*args, **kwargs):
+    """datatrove's MinhashDedupSignature, recording how much of its time was upstream's."""
+    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+
+    class TimedMinhashDedupSignature(MinhashDedupSignature):
+        def run(self, data, rank: int = 0, world_size: int = 1):
+            return super().run(timed_upstream(self, data), rank, world_size)
+
+        def __reduce__(self):
+            return (minhash_signature_step, args, kwargs)
+
+    return TimedMinhashDedupSignature(*args, **kwargs)
 
 
 class RankFileReader(PipelineStep):
@@ -198,23 +236,37 @@ def _url_host_path(url: str) -> tuple[str, str]:
     return m.group(1).lower().rstrip("."), m.group(2)
 
 
+_BLOCKLISTS: dict = {}
+
+
 def load_blocklist(path: Path) -> tuple[set[str], set[str]]:
     """Domains and host/path URL prefixes from a plain list or an Adblock-syntax list
-    (`||domain^`, `domain`, `domain/path`); comments and cosmetic rules are skipped."""
+    (`||domain^`, `domain`, `domain/path`); comments and cosmetic rules are skipped. Cached per
+    process (forked workers inherit what the parent loaded)."""
+    path = Path(path)
+    key = (str(path), path.stat().st_mtime_ns)
+    if key in _BLOCKLISTS:
+        return _BLOCKLISTS[key]
+    text = path.read_text(encoding="utf-8", errors="replace").lower()
+    head = text[:100_000]
+    if not any(c in head for c in ("|", "!", "#", "/", "$", "^", "*")):  # a plain list of domains
+        result = set(text.split()), set()
+        _BLOCKLISTS[key] = result
+        return result
     domains, urls = set(), set()
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line[0] in "!#[" or "##" in line or line.startswith("@@"):
-                continue
-            line = line.removeprefix("||").split("$")[0].rstrip("^").lower()
-            line = re.sub(r"^[a-z]+://", "", line)
-            if not line:
-                continue
-            if "/" in line:
-                urls.add(line.rstrip("/"))
-            else:
-                domains.add(line.lstrip("*."))
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "!#[" or "##" in line or line.startswith("@@"):
+            continue
+        line = line.removeprefix("||").split("$")[0].rstrip("^")
+        line = re.sub(r"^[a-z]+://", "", line)
+        if not line:
+            continue
+        if "/" in line:
+            urls.add(line.rstrip("/"))
+        else:
+            domains.add(line.lstrip("*."))
+    _BLOCKLISTS[key] = (domains, urls)
     return domains, urls
 
 
@@ -431,7 +483,8 @@ def spam_score(text: str) -> dict:
     low = text.lower()
     words = re.findall(r"\w+", low)
     n = max(len(words), 1)
-    return {"phrases": len(set(SPAM_RE.findall(low))),
+    found = SPAM_RE.findall(low)
+    return {"phrases": len(set(found)), "phrases_per_100w": 100 * len(found) / n,
             "you_per_100w": 100 * sum(w in ("you", "your", "yours") for w in words) / n}
 
 
@@ -479,15 +532,17 @@ class Quality(BaseFilter):
     name = "quality"
 
     def __init__(self, exclusion_writer=None, spam_phrases: int = 3, spam_phrases_with_you: int = 1,
-                 spam_you_per_100w: float = 4.0, min_alpha_words_ratio: float = 0.8):
+                 spam_you_per_100w: float = 4.0, spam_min_per_100w: float = 1.0,
+                 min_alpha_words_ratio: float = 0.8, char_dup_ratio: float = 0.1):
         super().__init__(exclusion_writer)
+        self.spam_min_per_100w, self.char_dup_ratio = spam_min_per_100w, char_dup_ratio
         self.spam_phrases, self.spam_phrases_with_you = spam_phrases, spam_phrases_with_you
         self.spam_you_per_100w = spam_you_per_100w
         self.min_alpha_words_ratio = min_alpha_words_ratio
         self._filters: dict[str, list] = {}
 
     def filters_for(self, lang: str, mail: bool = False) -> list:
-        key = (lang, mail)
+        key = f"{lang}:{'mail' if mail else 'web'}"
         if key not in self._filters and mail:
             from datatrove.pipeline.filters import GopherQualityFilter
 
@@ -512,15 +567,18 @@ class Quality(BaseFilter):
                     max_avg_word_length=None if cjk else 10, min_avg_word_length=None if cjk else 3)),
                 ("c4", C4QualityFilter(language=tok, filter_no_terminal_punct=False, filter_curly_bracket=False,
                                        min_num_sentences=3)),
-                ("fineweb", FineWebQualityFilter(language=tok)),
+                # FineWeb drops a page when over 1% of its characters are in repeated lines; reference
+                # docs repeat "New in version 3.x." and "Return value: New reference." legitimately
+                ("fineweb", FineWebQualityFilter(language=tok, char_duplicates_ratio=self.char_dup_ratio)),
             ]
         return self._filters[key]
 
     def filter(self, doc) -> bool | tuple[bool, str]:
         s = spam_score(doc.text)
-        if s["phrases"] >= self.spam_phrases:
+        dense = s["phrases_per_100w"] >= self.spam_min_per_100w  # long books use every phrase once
+        if dense and s["phrases"] >= self.spam_phrases:
             return False, "spam: promotional phrases"
-        if s["phrases"] >= self.spam_phrases_with_you and s["you_per_100w"] > self.spam_you_per_100w:
+        if dense and s["phrases"] >= self.spam_phrases_with_you and s["you_per_100w"] > self.spam_you_per_100w:
             return False, "spam: sales pitch (promotional phrase + addresses the reader)"
         mail = doc.metadata.get("content_type") == "message/rfc822"
         for name, f in self.filters_for(doc.metadata.get("language", "en"), mail):
