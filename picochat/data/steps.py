@@ -132,10 +132,14 @@ def minhash_signature_step(*args, **kwargs):
         def run(self, data, rank: int = 0, world_size: int = 1):
             return super().run(timed_upstream(self, data), rank, world_size)
 
-        def __reduce__(self):
-            return (minhash_signature_step, args, kwargs)
+        def __reduce__(self):  # pickled to worker processes: rebuild from the same arguments
+            return (_signature_from, (args, kwargs))
 
     return TimedMinhashDedupSignature(*args, **kwargs)
+
+
+def _signature_from(args: tuple, kwargs: dict):
+    return minhash_signature_step(*args, **kwargs)
 
 
 class RankFileReader(PipelineStep):
