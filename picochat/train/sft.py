@@ -1,0 +1,183 @@
+"""Supervised fine-tuning: the same next-token objective, on conversations.
+
+The base model continues documents; trained on conversations rendered through the chat
+template, with the loss on the assistant's tokens only, it learns to answer as an assistant:
+its identity, when to call the calculator, how to refuse, when to say "I don't know".
+
+    picochat sft --run R [--preset P] [--mixture FILE] [--resume]
+
+reads runs/R/base/, builds the mixture into runs/R/sft/data/ (see picochat.sft_data.mixture),
+trains on the one trainer, and writes runs/R/sft/ (a Hugging Face model directory carrying the
+chat template), metrics/sft.jsonl and run.json's "sft" entry.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from picochat.chat import Rendered, encode_conversation
+from picochat.config import Preset, TrainConfig, override
+from picochat.model import load_pretrained, save_pretrained
+from picochat.rundir import PicochatError, RunDir
+from picochat.sft_data.mixture import build_mixture, load_mixture, read_rows
+from picochat.tokenizer import Tokenizer
+from picochat.train.trainer import Trainer, all_reduce_sum
+
+IGNORE = -100  # target id F.cross_entropy skips: padding and every token not the assistant's
+
+
+def collate(rows: list[Rendered], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a micro-batch to its longest conversation. Targets are the next ids, with
+    IGNORE wherever the next token is not the assistant's (or is padding)."""
+    T = max(len(r.ids) for r in rows) - 1
+    inputs = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    targets = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids = torch.tensor(r.ids, dtype=torch.long)
+        mask = torch.tensor(r.mask[1:], dtype=torch.bool)
+        n = len(r.ids) - 1
+        inputs[b, :n] = ids[:-1]
+        targets[b, :n] = torch.where(mask, ids[1:], IGNORE)
+    return {"input_ids": inputs, "targets": targets}
+
+
+class ChatObjective:
+    """Conversations in a seeded order per epoch; loss on assistant tokens; val loss per token."""
+
+    def __init__(self, train: list[Rendered], val: list[Rendered], batch_size: int, grad_accum: int,
+                 seed: int, pad_id: int):
+        if not train:
+            raise PicochatError("no training conversations")
+        self.train, self.val = train, val
+        self.batch_size, self.grad_accum, self.seed, self.pad_id = batch_size, grad_accum, seed, pad_id
+        # the mean length of a row: what tokens/s and MFU count (padding excluded)
+        self.tokens_per_row = max(1, round(sum(len(r) - 1 for r in train) / len(train)))
+
+    @lru_cache(maxsize=4)
+    def _order(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train), generator=g).tolist()
+
+    def row(self, k: int) -> Rendered:
+        """The k-th conversation of the endless stream of shuffled epochs."""
+        epoch, i = divmod(k, len(self.train))
+        return self.train[self._order(epoch)[i]]
+
+    def batch(self, step: int, micro: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        # Step s trains on rows [s*R, (s+1)*R) of the stream (R rows per step, all processes);
+        # each (micro, rank) takes its slice: a pure function of its arguments, so resume is exact.
+        per_step = self.batch_size * self.grad_accum * world
+        first = step * per_step + (micro * world + rank) * self.batch_size
+        return collate([self.row(first + i) for i in range(self.batch_size)], self.pad_id)
+
+    def loss(self, model, batch) -> torch.Tensor:
+        logits = model(batch["input_ids"])                                  # (B, T, V)
+        targets = batch["targets"].flatten()
+        per_token = F.cross_entropy(logits.flatten(0, 1), targets, ignore_index=IGNORE, reduction="none")
+        count = (targets != IGNORE).sum().clamp(min=1)
+        return per_token.float().sum() / count
+
+    def evaluate(self, model, rank: int, world: int) -> dict[str, float]:
+        """Mean loss per assistant token over the held-out conversations (each rank a share)."""
+        if not self.val:
+            return {}
+        device = next(model.parameters()).device
+        nats = torch.zeros((), device=device, dtype=torch.float64)
+        count = torch.zeros((), device=device, dtype=torch.float64)
+        mine = self.val[rank::world]
+        for i in range(0, len(mine), self.batch_size):
+            batch = collate(mine[i:i + self.batch_size], self.pad_id)
+            logits = model(batch["input_ids"].to(device))
+            targets = batch["targets"].to(device).flatten()
+            per_token = F.cross_entropy(logits.float().flatten(0, 1), targets, ignore_index=IGNORE,
+                                        reduction="sum")
+            nats += per_token.double()
+            count += (targets != IGNORE).sum().double()
+        nats, count = all_reduce_sum(nats), all_reduce_sum(count)
+        return {"val_loss": (nats / count.clamp(min=1)).item()}
+
+
+def sft_config(preset: Preset) -> TrainConfig:
+    """The preset's SFT recipe, or one derived from its pretraining recipe."""
+    cfg = getattr(preset, "sft", None)
+    if cfg is not None:
+        return cfg
+    t = preset.train
+    return override(t, max_steps=max(20, t.max_steps // 3), lr=t.lr / 3, warmup_steps=max(1, t.warmup_steps // 2),
+                    eval_every=max(10, t.max_steps // 9), ckpt_every=max(10, t.max_steps // 9))
+
+
+def render_rows(rows: list[dict], tokenizer: Tokenizer, max_tokens: int, what: str) -> list[Rendered]:
+    out = []
+    for row in rows:
+        rendered = encode_conversation(tokenizer, row["messages"], max_tokens)
+        if rendered is None:
+            raise PicochatError(f"an SFT {what} conversation no longer fits {max_tokens} tokens; "
+                                "delete the run's sft/data folder to rebuild it")
+        out.append(rendered)
+    return out
+
+
+def prepare_data(run: RunDir, mixture_spec: str | None, tokenizer: Tokenizer, max_tokens: int,
+                 resume: bool, progress: bool) -> tuple[Path, dict]:
+    """Build the mixture into runs/R/sft/data, or reuse it (resume: it must be the same mixture)."""
+    data = run.model("sft") / "data"
+    mixture = load_mixture(mixture_spec)
+    stats_path = data / "stats.json"
+    if stats_path.exists():
+        used = json.loads((data / "mixture.json").read_text())
+        stats = json.loads(stats_path.read_text())
+        if used == mixture.to_json() and stats.get("max_tokens") == max_tokens:
+            return data, stats
+        if resume:
+            raise PicochatError(f"{data} was built from a different mixture or context than this "
+                                "run asks for; resume with the same --mixture, or start over without --resume")
+        shutil.rmtree(data)
+    return data, build_mixture(mixture, tokenizer, max_tokens, data, progress=progress)
+
+
+def sft(run: RunDir, preset: Preset, mixture: str | None = None, max_steps: int | None = None,
+        resume: bool = False, progress: bool = True, **train_overrides) -> dict:
+    """Fine-tune runs/R/base on the mixture's conversations; saves runs/R/sft/."""
+    base = run.require(run.model("base"), "the base model", f"picochat pretrain --run {run.path}")
+    model = load_pretrained(base)
+    tokenizer = Tokenizer.load(base)
+    train_cfg = override(sft_config(preset), max_steps=max_steps, **train_overrides)
+    if train_cfg.seq_len > model.config.max_seq_len:
+        train_cfg = override(train_cfg, seq_len=model.config.max_seq_len)
+    checkpoints = run.checkpoints("sft")
+    if not resume and checkpoints.exists() and any(checkpoints.iterdir()):
+        raise PicochatError(f"{checkpoints} already has checkpoints; pass --resume to continue "
+                            "that fine-tuning, or use a new --run")
+    started = time.time()
+    max_tokens = train_cfg.seq_len + 1     # ids per conversation: seq_len inputs + the last target
+    data, stats = prepare_data(run, mixture, tokenizer, max_tokens, resume, progress)
+    train = render_rows(read_rows(data / "train.jsonl"), tokenizer, max_tokens, "train")
+    val = render_rows(read_rows(data / "val.jsonl"), tokenizer, max_tokens, "val")
+    objective = ChatObjective(train, val, train_cfg.batch_size, train_cfg.grad_accum, train_cfg.seed,
+                              tokenizer.pad_id)
+    trainer = Trainer(model, objective, train_cfg, checkpoints, run.metrics / "sft.jsonl", progress)
+    if resume and not trainer.resume() and trainer.is_main:
+        print("no checkpoint to resume from; starting from step 0")
+    if trainer.is_main:
+        rows = train_cfg.batch_size * train_cfg.grad_accum * trainer.world * train_cfg.max_steps
+        print(f"sft: {model.num_params() / 1e6:.2f}M parameters, {len(train):,} train / {len(val):,} val "
+              f"conversations (mixture {stats['mixture']}); {train_cfg.max_steps} steps x "
+              f"{train_cfg.batch_size * train_cfg.grad_accum * trainer.world} conversations "
+              f"= {rows / len(train):.2f} epochs on {trainer.device} "
+              f"({str(trainer.dtype).removeprefix('torch.')}, {trainer.world} process(es))", flush=True)
+    metrics = trainer.fit()
+    if trainer.is_main:
+        save_pretrained(model, run.model("sft"), tokenizer)
+        run.record_stage("sft", preset=preset.name, status="done", train=vars(train_cfg),
+                         mixture=stats["mixture"], data={k: stats[k] for k in ("train_rows", "val_rows")},
+                         sources={k: {f: v[f] for f in ("kept", "rows")} for k, v in stats["sources"].items()},
+                         seconds=round(time.time() - started, 1), steps=trainer.step, metrics=metrics)
+    return metrics
