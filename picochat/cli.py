@@ -5,6 +5,7 @@
     picochat tokenizer train --run R [--vocab-size N]
     picochat tokenizer show --run R "some text"
     picochat pretrain --run R --preset cpu-tiny [--max-steps N] [--resume]
+    picochat sft --run R [--preset P] [--mixture FILE] [--resume]
     picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
     picochat sample --run R [--stage base] --prompt TEXT [--temperature T] [--top-k K] [--top-p P]
                     [--max-tokens N] [--seed N]
@@ -111,6 +112,17 @@ def cmd_pretrain(args) -> None:
     pretrain(run, preset, max_steps=args.max_steps, resume=args.resume, **settings)
 
 
+def cmd_sft(args) -> None:
+    from picochat.config import get_preset, parse_settings
+    from picochat.train.sft import sft, sft_config
+
+    preset = get_preset(args.preset)
+    run = RunDir(args.run, create=False)
+    settings = parse_settings(sft_config(preset), args.set)
+    settings.update({k: v for k, v in (("dtype", args.dtype), ("device", args.device)) if v})
+    sft(run, preset, mixture=args.mixture, max_steps=args.max_steps, resume=args.resume, **settings)
+
+
 def cmd_speedrun(args) -> None:
     from picochat.speedrun import speedrun
 
@@ -176,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training setting, e.g. --set batch_size=8 --set ckpt_every=50")
     p.set_defaults(func=cmd_pretrain)
+
+    p = with_run(sub.add_parser("sft", help="fine-tune the base model on conversations (runs/R/sft)"))
+    p.add_argument("--preset", default="cpu-tiny", help="the preset the base model was trained with")
+    p.add_argument("--mixture", help="mixture file, or a name in mixtures/ (default: default)")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--device", help="auto | cpu | cuda | mps")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a fine-tuning setting, e.g. --set lr=5e-4 --set batch_size=8")
+    p.set_defaults(func=cmd_sft)
 
     p = with_run(sub.add_parser("speedrun", help="the whole chain, skipping stages already done"))
     p.add_argument("--preset", default="cpu-tiny")

@@ -52,6 +52,7 @@ class Preset:
     train: TrainConfig
     vocab_size: int = 8192         # tokenizer size this preset expects
     extra: dict = field(default_factory=dict)
+    sft: TrainConfig | None = None  # fine-tuning recipe (picochat sft); None: derived from train
 
 
 def _presets() -> dict[str, Preset]:
@@ -60,11 +61,15 @@ def _presets() -> dict[str, Preset]:
                ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64),
                TrainConfig(max_steps=20, batch_size=4, seq_len=64, lr=3e-3, warmup_steps=2,
                            eval_every=10, ckpt_every=10, eval_tokens=4096, log_every=1),
-               vocab_size=512),
+               vocab_size=512,
+               sft=TrainConfig(max_steps=20, batch_size=4, seq_len=64, lr=1e-3, warmup_steps=2,
+                               eval_every=10, ckpt_every=10, log_every=1)),
         Preset("cpu-tiny", "minutes on a 2-core laptop: 4 layers x 256 dim, context 256",
                ModelConfig(dim=256, n_layers=4, n_heads=4, n_kv_heads=2, max_seq_len=256),
                TrainConfig(max_steps=900, batch_size=16, seq_len=256, lr=4e-3, warmup_steps=40,
-                           eval_every=300, ckpt_every=300)),
+                           eval_every=300, ckpt_every=300),
+               sft=TrainConfig(max_steps=300, batch_size=16, seq_len=256, lr=1e-3, warmup_steps=20,
+                               eval_every=100, ckpt_every=100)),
         Preset("cpu-small", "about an hour on 2 cores: 6 layers x 384 dim, context 256",
                ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=3, max_seq_len=256),
                TrainConfig(max_steps=3500, batch_size=16, seq_len=256, lr=3e-3, warmup_steps=100,
@@ -91,7 +96,8 @@ def get_preset(name: str) -> Preset:
         raise PicochatError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} "
                             "(`picochat presets` describes them)")
     p = PRESETS[name]
-    return replace(p, model=replace(p.model), train=replace(p.train))
+    return replace(p, model=replace(p.model), train=replace(p.train),
+                   sft=replace(p.sft) if p.sft else None)
 
 
 def parse_settings(obj, settings: list[str]) -> dict:

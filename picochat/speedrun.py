@@ -3,7 +3,7 @@ picks up where it stopped (pretraining resumes from its newest checkpoint).
 
     picochat speedrun --run runs/demo --preset cpu-tiny
 
-data build -> tokenizer train -> data tokenize -> pretrain -> sample
+data build -> tokenizer train -> data tokenize -> pretrain -> sample -> sft -> chat samples
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from picochat.config import get_preset
 from picochat.rundir import RunDir
 
 SAMPLE_PROMPTS = ["The meaning of life is", "In the beginning", "Python is a programming language that"]
+CHAT_PROMPTS = ["Who are you?", "How many r's are in strawberry?", "What is the capital of France?"]
 
 
 def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: int = 2) -> None:
@@ -22,6 +23,7 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
     from picochat.sample import sample
     from picochat.tokenizer import Tokenizer
     from picochat.train.pretrain import pretrain
+    from picochat.train.sft import sft
 
     preset = get_preset(preset_name)
     stages = run.read_meta().get("stages", {})
@@ -45,6 +47,14 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
     banner("sample from the base model")
     for prompt in SAMPLE_PROMPTS:
         sample(run, "base", prompt, temperature=0.8, top_k=50, top_p=0.95, max_tokens=60, seed=0)
+        print()
+    if not (run.model("sft") / "config.json").exists():
+        banner(f"sft: fine-tune {preset.name} on conversations")
+        sft(run, preset, resume=True)
+    banner("chat with the fine-tuned model")
+    for prompt in CHAT_PROMPTS:
+        print(f"> {prompt}")
+        sample(run, "sft", prompt, temperature=0.7, top_k=50, top_p=0.95, max_tokens=80, seed=0)
         print()
     run.record_stage("speedrun", status="done", preset=preset.name, seconds=round(time.time() - started, 1))
     print(f"speedrun done in {(time.time() - started) / 60:.1f} min; everything is in {run.path}")
