@@ -72,7 +72,7 @@ def _presets() -> dict[str, Preset]:
                                eval_every=100, ckpt_every=100)),
         Preset("cpu-small", "about an hour on 2 cores: 6 layers x 384 dim, context 256",
                ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=3, max_seq_len=256),
-               TrainConfig(max_steps=3500, batch_size=16, seq_len=256, lr=3e-3, warmup_steps=100,
+               TrainConfig(max_steps=2500, batch_size=16, seq_len=256, lr=3e-3, warmup_steps=100,
                            eval_every=500, ckpt_every=250)),
         Preset("gpu-small", "one GPU, ~20 minutes: 12 layers x 768 dim, context 1024",
                ModelConfig(dim=768, n_layers=12, n_heads=12, n_kv_heads=4, max_seq_len=1024),

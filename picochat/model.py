@@ -114,6 +114,12 @@ class KVCache:
         return ((causal[None] & real) | (k == q)[None])[:, None]
 
 
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matrix products run in here: autocast's when it is on, else x's."""
+    device_type = x.device.type
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -121,11 +127,13 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalize in fp32 (as Hugging Face Llama does), scale in the input's dtype.
-        dtype = x.dtype
+        # Normalize in fp32 (as Hugging Face Llama does). The result goes straight into matrix
+        # products, so it is returned in their dtype: under autocast each projection would
+        # otherwise cast the same fp32 activations again.
+        dtype = compute_dtype(x)
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        return self.weight.to(dtype) * x.to(dtype)
 
 
 class Rotary(nn.Module):
@@ -157,22 +165,30 @@ class Rotary(nn.Module):
 def attention(q, k, v, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
     """softmax(q k^T / sqrt(Dh) + mask) v for q (B, H, Tq, Dh) and k, v (B, K, Tk, Dh).
 
-    On CPU in bf16, torch's fused (flash) kernel runs ~6x slower than three plain ops whose
-    matrix products hit the bf16 units (bench: 135 ms vs 21 ms forward+backward at B8 H6 T256),
-    so there the product is written out; elsewhere the fused kernel is faster and leaner."""
+    On CPU in bf16, torch's fused (flash) kernel runs ~6x slower than plain batched matrix
+    products on the bf16 units (135 ms vs 21 ms forward+backward at B8 H6 T256), so there the
+    product is written out: one baddbmm adds the mask and scales in the same pass. Elsewhere the
+    fused kernel is faster and leaner."""
     if not (q.device.type == "cpu" and q.dtype == torch.bfloat16):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                               enable_gqa=k.shape[1] != q.shape[1])
-    if k.shape[1] != q.shape[1]:
-        repeat = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5                  # (B, H, Tq, Tk)
+    B, H, Tq, Dh = q.shape
+    K, Tk = k.shape[1], k.shape[2]
+    group = H // K
+    # Query heads that share a key/value head attend together: no copies of k and v.
+    q = q.reshape(B * K, group * Tq, Dh)                                      # (B*K, G*Tq, Dh)
+    k, v = k.reshape(B * K, Tk, Dh), v.reshape(B * K, Tk, Dh)                 # (B*K, Tk, Dh)
     if causal:
-        Tq, Tk = scores.shape[-2:]
-        mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(Tk - Tq)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(dim=-1).to(v.dtype) @ v                              # (B, H, Tq, Dh)
+        bias = torch.full((Tq, Tk), float("-inf"), device=q.device, dtype=q.dtype).triu(Tk - Tq + 1)
+        bias = bias.repeat(group, 1)[None]                                    # (1, G*Tq, Tk)
+    elif mask is not None:                                                    # (B, 1, Tq, Tk) bool
+        bias = torch.zeros(mask.shape, device=q.device, dtype=q.dtype).masked_fill(~mask, float("-inf"))
+        bias = bias[:, :, None].expand(B, K, group, Tq, Tk).reshape(B * K, group * Tq, Tk)
+    else:
+        bias = torch.zeros((1, 1, Tk), device=q.device, dtype=q.dtype)
+    scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=Dh ** -0.5)     # (B*K, G*Tq, Tk)
+    y = scores.softmax(dim=-1) @ v                                            # (B*K, G*Tq, Dh)
+    return y.view(B, H, Tq, Dh)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -277,7 +293,10 @@ class Llama(nn.Module):
                 raise PicochatError(f"KV cache holds {cache.max_len} tokens; "
                                     f"{cache.length + T} requested")
             positions, mask = cache.positions(T), cache.mask(T)
-        cos, sin = self.model.rotary(positions, x.dtype)
+        # rotary tables in the compute dtype: fp32 tables would promote bf16 q/k back to fp32
+        device_type = input_ids.device.type
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+        cos, sin = self.model.rotary(positions, dtype)
         for layer in self.model.layers:
             x = layer(x, cos, sin, cache, mask)
         if cache is not None:
