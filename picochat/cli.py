@@ -136,6 +136,14 @@ def cmd_sample(args) -> None:
            top_k=args.top_k, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
 
 
+def cmd_serve(args) -> None:
+    from picochat.serve.app import serve
+
+    serve(RunDir(args.run, create=False), args.stage, host=args.host, port=args.port, dtype=args.dtype,
+          device=args.device, api_key=args.api_key, max_concurrency=args.max_concurrency,
+          max_queue=args.max_queue, max_body=args.max_body)
+
+
 # --- argument parsing -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picochat", description="Build your own ChatGPT-style assistant.")
@@ -215,6 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=200)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_sample)
+
+    p = with_run(sub.add_parser("serve", help="OpenAI-compatible API (/v1) and web chat UI (/)"))
+    p.add_argument("--stage", default="sft")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 (default: open)")
+    p.add_argument("--max-concurrency", type=int, default=32, help="requests generated together (batch rows)")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a row; beyond: 429")
+    p.add_argument("--max-body", type=int, default=4_000_000, help="largest request body in bytes (413)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--device", default="cpu", help="cpu | cuda | mps")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

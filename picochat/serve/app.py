@@ -1,0 +1,538 @@
+"""The FastAPI app: an OpenAI-compatible /v1 API and the web UI's static files.
+
+    POST /v1/chat/completions   messages -> answer (JSON, or server-sent events with stream=true);
+                                tools / tool_choice: the client's functions come back as
+                                tool_calls; built-in tools (the calculator) run here
+    POST /v1/completions        raw text continuation
+    GET  /v1/models             the one model this server holds
+    GET  /health                liveness and load
+    GET  /                      the chat page (static files in picochat/serve/static/)
+    GET  /openapi.json, /docs   the schema
+
+Errors are OpenAI-shaped, {"error": {"message", "type", "param", "code"}}, with the status a
+client expects: 400 bad values / malformed JSON / prompt longer than the context, 401 wrong or
+missing API key (when one is set), 404, 413 body too large, 422 wrong types, 429 every batch row
+and queue place taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from picochat.engine import SamplingParams
+from picochat.rundir import PicochatError
+from picochat.serve.scheduler import Busy, GenRequest, Scheduler
+from picochat.serve.schemas import (ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest,
+                                    ErrorResponse, ModelList)
+
+STATIC = Path(__file__).parent / "static"
+DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.8, 0.95     # as generation_config.json
+
+
+@dataclass
+class ServeConfig:
+    model_name: str = "picochat"
+    api_key: str | None = None
+    max_concurrency: int = 32       # requests decoded together (batch rows)
+    max_queue: int = 64             # more wait; beyond both: 429
+    max_body: int = 4_000_000       # bytes
+    max_tokens: int | None = None   # largest max_tokens accepted (default: the context)
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+
+def error_json(status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type, "param": param, "code": code}},
+                        status_code=status, headers=headers)
+
+
+ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in (
+    (400, "bad request"), (401, "missing or wrong API key"), (413, "body too large"),
+    (422, "wrong types"), (429, "too many requests"))}
+
+
+# --- middleware (plain ASGI, so it runs before FastAPI reads the body) ----------------------------
+class Guard:
+    """API key check on /v1, and the body size limit (413) for every request: the body is read
+    here, up to the limit, then replayed to the app."""
+
+    def __init__(self, app, api_key: str | None, max_body: int):
+        self.app, self.api_key, self.max_body = app, api_key, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.api_key and scope.get("path", "").startswith("/v1"):
+            auth = headers.get("authorization", "")
+            given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                msg = "Incorrect API key provided." if given else \
+                    "Missing API key: send it as 'Authorization: Bearer KEY'."
+                return await error_json(401, msg, code="invalid_api_key",
+                                        headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        length = headers.get("content-length")
+        too_big = error_json(413, f"request body larger than {self.max_body:,} bytes", code="body_too_large")
+        try:
+            if length is not None and int(length) > self.max_body:
+                return await too_big(scope, receive, send)
+        except ValueError:
+            return await error_json(400, "bad Content-Length header")(scope, receive, send)
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                return await too_big(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+# --- requests -> generation ----------------------------------------------------------------------
+class Server:
+    """What the handlers share: the tokenizer, the scheduler and the limits."""
+
+    def __init__(self, net, tokenizer, tools, config: ServeConfig):
+        self.tokenizer, self.config = tokenizer, config
+        self.context = net.config.max_seq_len
+        self.vocab = net.config.vocab_size
+        self.max_tokens = config.max_tokens or self.context
+        self.scheduler = Scheduler(net, tokenizer, tools, max_batch=config.max_concurrency,
+                                   max_queue=config.max_queue)
+        self.created = int(time.time())
+        sp = tokenizer.special_tokens
+        self.completion_stops = {sp[t] for t in ("<|bos|>", "<|end|>") if t in sp}
+
+    def sampling(self, req, prompt_len: int, logprobs: int | None, seed_offset: int) -> SamplingParams:
+        mt = getattr(req, "max_completion_tokens", None) or req.max_tokens
+        if mt is not None and mt > self.max_tokens:
+            raise APIError(400, f"max_tokens is {mt}; this server allows at most {self.max_tokens}",
+                           param="max_tokens")
+        room = self.context - prompt_len
+        stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        if len(stop) > 4 or any(not s or len(s) > 1000 for s in stop):
+            raise APIError(400, "stop takes up to 4 non-empty strings of at most 1000 characters", param="stop")
+        try:
+            return SamplingParams(
+                temperature=DEFAULT_TEMPERATURE if req.temperature is None else req.temperature,
+                top_p=DEFAULT_TOP_P if req.top_p is None else req.top_p,
+                top_k=req.top_k or 0, min_p=req.min_p or 0.0,
+                repetition_penalty=req.repetition_penalty or 1.0,
+                frequency_penalty=req.frequency_penalty or 0.0, presence_penalty=req.presence_penalty or 0.0,
+                max_tokens=max(1, min(mt or room, room)), stop=tuple(stop),
+                seed=None if req.seed is None else (req.seed + seed_offset) % 2**63, logprobs=logprobs)
+        except PicochatError as e:
+            raise APIError(400, str(e)) from e
+
+    def check_prompt(self, ids: list[int]) -> None:
+        if len(ids) >= self.context:
+            raise APIError(400, f"the prompt is {len(ids)} tokens; this model's context is {self.context} "
+                                "tokens, and the answer needs room too: shorten the messages",
+                           param="messages", code="context_length_exceeded")
+
+    def chat_prompt(self, req: ChatCompletionRequest) -> tuple[list[int], frozenset[str], list[int] | None]:
+        from picochat.chat import normalize, render_prompt
+
+        messages: list[dict] = []
+        for m in req.messages:
+            role = "system" if m.role == "developer" else m.role
+            msg: dict[str, Any] = {"role": role, "content": m.text()}
+            if role == "assistant" and m.tool_calls:
+                msg["tool_calls"] = [{"type": "function", "function": {"name": c.function.name,
+                                                                       "arguments": c.function.arguments}}
+                                     for c in m.tool_calls]
+            messages.append(msg)
+        client_tools: frozenset[str] = frozenset()
+        if req.tools and req.tool_choice != "none":
+            client_tools = frozenset(t.function.name for t in req.tools)
+            listing = "\n".join(json.dumps(t.function.model_dump(exclude_none=True), ensure_ascii=False)
+                                for t in req.tools)
+            note = "You can call these tools:\n" + listing
+            if messages and messages[0]["role"] == "system":
+                messages[0] = {**messages[0], "content": (messages[0]["content"] + "\n\n" + note).strip()}
+            else:
+                messages.insert(0, {"role": "system", "content": note})
+        try:
+            ids = render_prompt(self.tokenizer, normalize(messages))
+        except PicochatError as e:
+            raise APIError(400, str(e), param="messages") from e
+        prefix = None
+        forced = req.tool_choice
+        if forced == "required" or (forced is not None and not isinstance(forced, str)):
+            if not req.tools:
+                raise APIError(400, "tool_choice needs tools", param="tool_choice")
+            text = ""
+            if not isinstance(forced, str):
+                if forced.function.name not in client_tools:
+                    raise APIError(400, f"tool_choice names {forced.function.name!r}, which is not in tools",
+                                   param="tool_choice")
+                text = '{"name": ' + json.dumps(forced.function.name) + ', "arguments": '
+            prefix = self.tokenizer.encode(text)
+            ids = ids + [self.tokenizer.special_tokens["<|tool_call|>"]] + prefix
+        self.check_prompt(ids)
+        return ids, client_tools, prefix
+
+    def completion_prompts(self, req: CompletionRequest) -> list[list[int]]:
+        p = req.prompt
+        if isinstance(p, str):
+            prompts = [self.tokenizer.encode(p, bos=True)]
+        elif p and all(isinstance(x, int) for x in p):
+            if not all(0 <= x < self.vocab for x in p):
+                raise APIError(400, f"token ids must be in [0, {self.vocab})", param="prompt")
+            prompts = [list(p)]
+        elif p:
+            prompts = [self.tokenizer.encode(s, bos=True) for s in p]
+        else:
+            raise APIError(400, "prompt is empty", param="prompt")
+        if len(prompts) * req.n > 16:
+            raise APIError(400, "at most 16 choices (prompts x n) per request", param="n")
+        for ids in prompts:
+            self.check_prompt(ids)
+        return prompts
+
+
+class Stream:
+    """Events from the scheduler thread into this request's event loop, tagged by choice."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.reqs: list[GenRequest] = []
+
+    def add(self, index: int, **kw) -> None:
+        loop, queue = self.loop, self.queue
+
+        def emit(event: dict, i=index):
+            loop.call_soon_threadsafe(queue.put_nowait, (i, event))
+
+        self.reqs.append(GenRequest(emit=emit, **kw))
+
+    def submit(self) -> None:
+        try:
+            self.server.scheduler.submit(self.reqs)
+        except Busy as e:
+            raise APIError(429, f"the server is busy: {e}; retry shortly", type="rate_limit_error",
+                           code="rate_limit_exceeded") from e
+
+    def cancel(self) -> None:
+        for r in self.reqs:
+            self.server.scheduler.cancel(r)
+
+    async def events(self, request: Request | None = None):
+        """(index, event) until every choice is done; checks for a gone client while waiting."""
+        remaining = len(self.reqs)
+        while remaining:
+            try:
+                i, ev = await asyncio.wait_for(self.queue.get(), timeout=1.0)
+            except asyncio.TimeoutError:
+                if request is not None and await request.is_disconnected():
+                    self.cancel()
+                    return
+                continue
+            if ev["type"] in ("done", "error"):
+                remaining -= 1
+            yield i, ev
+
+
+def sse(obj) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def create_app(server: Server) -> FastAPI:
+    app = FastAPI(title="picochat", version="0.1.0",
+                  description="An OpenAI-compatible API for a picochat model, and its web chat UI.")
+    cfg = server.config
+    app.add_middleware(Guard, api_key=cfg.api_key, max_body=cfg.max_body)
+
+    @app.exception_handler(APIError)
+    async def _api_error(request, e: APIError):
+        return error_json(e.status, e.message, e.type, e.param, e.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request, e: RequestValidationError):
+        errors = e.errors()
+        if any(err.get("type") in ("json_invalid", "json_type") for err in errors):
+            return error_json(400, "the body is not valid JSON", code="invalid_json")
+        first = errors[0] if errors else {}
+        loc = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        return error_json(422, f"{loc or 'body'}: {first.get('msg', 'invalid')}{more}", param=loc or None,
+                          code="invalid_type")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, e: StarletteHTTPException):
+        return error_json(e.status_code, str(e.detail), code=None if e.status_code != 404 else "not_found")
+
+    @app.exception_handler(Exception)
+    async def _crash(request, e: Exception):
+        return error_json(500, f"internal error: {type(e).__name__}", type="server_error")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": cfg.model_name, "context": server.context, **server.scheduler.load()}
+
+    @app.get("/v1/models", response_model=ModelList, responses=ERRORS)
+    async def models():
+        return {"object": "list", "data": [{"id": cfg.model_name, "object": "model", "created": server.created,
+                                            "owned_by": "picochat"}]}
+
+    @app.get("/v1/models/{model_id}", responses={**ERRORS, 404: {"model": ErrorResponse}})
+    async def model(model_id: str):
+        if model_id != cfg.model_name:
+            raise APIError(404, f"no model {model_id!r}; this server has {cfg.model_name!r}", code="model_not_found")
+        return {"id": cfg.model_name, "object": "model", "created": server.created, "owned_by": "picochat"}
+
+    @app.post("/v1/chat/completions", response_model=None, responses={
+        200: {"model": ChatCompletion, "description": "the answer (text/event-stream chunks when stream=true)"},
+        **ERRORS})
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
+        ids, client_tools, prefix = server.chat_prompt(body)
+        top = body.top_logprobs or 0 if body.logprobs else None
+        stream = Stream(server)
+        for i in range(body.n):
+            stream.add(i, prompt=ids, params=server.sampling(body, len(ids), top, i), chat=True,
+                       client_tools=client_tools, prefix_call=prefix)
+        stream.submit()
+        cid, created, model_name = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), cfg.model_name
+        if body.stream:
+            return StreamingResponse(chat_chunks(stream, body, cid, created, model_name), headers=SSE_HEADERS,
+                                     media_type="text/event-stream")
+        return await chat_whole(stream, body, request, cid, created, model_name)
+
+    @app.post("/v1/completions", response_model=None, responses={
+        200: {"model": Completion, "description": "the continuation (text/event-stream when stream=true)"},
+        **ERRORS})
+    async def completions(body: CompletionRequest, request: Request):
+        prompts = server.completion_prompts(body)
+        stream = Stream(server)
+        for p, ids in enumerate(prompts):
+            for i in range(body.n):
+                stream.add(p * body.n + i, prompt=ids, params=server.sampling(body, len(ids), body.logprobs, i),
+                           chat=False)
+        stream.submit()
+        cid, created, model_name = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), cfg.model_name
+        echo = [server.tokenizer.decode(ids[1:] if ids and ids[0] == server.tokenizer.bos_id else ids)
+                if body.echo else "" for ids in prompts for _ in range(body.n)]
+        if body.stream:
+            return StreamingResponse(completion_chunks(stream, body, cid, created, model_name, echo),
+                                     headers=SSE_HEADERS, media_type="text/event-stream")
+        return await completion_whole(stream, request, cid, created, model_name, echo)
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+# --- response builders ---------------------------------------------------------------------------
+def error_payload(ev: dict) -> dict:
+    return {"error": {"message": ev["message"], "type": "server_error", "param": None, "code": "generation_failed"}}
+
+
+async def chat_whole(stream: Stream, body, request, cid, created, model_name):
+    n = len(stream.reqs)
+    choices = [{"content": [], "thinking": [], "tool_calls": [], "tools": [], "logprobs": [], "finish": None}
+               for _ in range(n)]
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    try:
+        async for i, ev in stream.events(request):
+            c, kind = choices[i], ev["type"]
+            if kind == "text":
+                c["content"].append(ev["text"])
+                c["logprobs"] += ev["logprobs"]
+            elif kind == "thinking":
+                c["thinking"].append(ev["text"])
+            elif kind == "tool":
+                c["tools"].append({k: ev[k] for k in ("name", "arguments", "result")})
+            elif kind == "tool_call":
+                c["tool_calls"].append({"id": ev["id"], "type": "function",
+                                        "function": {"name": ev["name"], "arguments": ev["arguments"]}})
+            elif kind == "done":
+                c["finish"] = ev["finish_reason"]
+                usage["prompt_tokens"] = ev["prompt_tokens"]
+                usage["completion_tokens"] += ev["completion_tokens"]
+            elif kind == "error":
+                raise APIError(500, f"generation failed: {ev['message']}", type="server_error")
+    finally:
+        stream.cancel()
+    out = []
+    for i, c in enumerate(choices):
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(c["content"]) if not c["tool_calls"]
+                                   or c["content"] else None}
+        if c["thinking"]:
+            message["reasoning_content"] = "".join(c["thinking"])
+        if c["tool_calls"]:
+            message["tool_calls"] = c["tool_calls"]
+        if c["tools"]:
+            message["picochat_tools"] = c["tools"]
+        out.append({"index": i, "message": message, "finish_reason": c["finish"],
+                    "logprobs": {"content": c["logprobs"]} if body.logprobs else None})
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {"id": cid, "object": "chat.completion", "created": created, "model": model_name,
+            "choices": out, "usage": usage, "system_fingerprint": "picochat"}
+
+
+async def chat_chunks(stream: Stream, body, cid, created, model_name):
+    def chunk(i, delta, finish=None, logprobs=None):
+        choice = {"index": i, "delta": delta, "finish_reason": finish}
+        if logprobs is not None:
+            choice["logprobs"] = {"content": logprobs}
+        return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model_name,
+                    "system_fingerprint": "picochat", "choices": [choice]})
+
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    n_calls = [0] * len(stream.reqs)
+    try:
+        for i in range(len(stream.reqs)):
+            yield chunk(i, {"role": "assistant", "content": ""})
+        async for i, ev in stream.events():
+            kind = ev["type"]
+            if kind == "text":
+                yield chunk(i, {"content": ev["text"]}, logprobs=ev["logprobs"] if body.logprobs else None)
+            elif kind == "thinking":
+                yield chunk(i, {"reasoning_content": ev["text"]})
+            elif kind == "tool":
+                yield chunk(i, {"picochat_tool": {k: ev[k] for k in ("name", "arguments", "result")}})
+            elif kind == "notice":
+                yield chunk(i, {"picochat_notice": ev["text"]})
+            elif kind == "tool_call":
+                yield chunk(i, {"tool_calls": [{"index": n_calls[i], "id": ev["id"], "type": "function",
+                                                "function": {"name": ev["name"], "arguments": ev["arguments"]}}]})
+                n_calls[i] += 1
+            elif kind == "done":
+                usage["prompt_tokens"] = ev["prompt_tokens"]
+                usage["completion_tokens"] += ev["completion_tokens"]
+                yield chunk(i, {}, ev["finish_reason"])
+            elif kind == "error":
+                yield sse(error_payload(ev))
+        if body.stream_options and body.stream_options.include_usage:
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            yield sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model_name,
+                       "choices": [], "usage": usage})
+        yield "data: [DONE]\n\n"
+    finally:
+        stream.cancel()
+
+
+def completion_logprobs(entries: list[dict]) -> dict:
+    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+            "text_offset": []}
+
+
+async def completion_whole(stream: Stream, request, cid, created, model_name, echo):
+    n = len(stream.reqs)
+    texts, finish, lps = [[e] for e in echo], [None] * n, [[] for _ in range(n)]
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    try:
+        async for i, ev in stream.events(request):
+            if ev["type"] == "text":
+                texts[i].append(ev["text"])
+                lps[i] += ev["logprobs"]
+            elif ev["type"] == "done":
+                finish[i] = ev["finish_reason"]
+                usage["prompt_tokens"] += ev["prompt_tokens"]
+                usage["completion_tokens"] += ev["completion_tokens"]
+            elif ev["type"] == "error":
+                raise APIError(500, f"generation failed: {ev['message']}", type="server_error")
+    finally:
+        stream.cancel()
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {"id": cid, "object": "text_completion", "created": created, "model": model_name, "usage": usage,
+            "choices": [{"index": i, "text": "".join(texts[i]), "finish_reason": finish[i],
+                         "logprobs": completion_logprobs(lps[i]) if lps[i] else None} for i in range(n)]}
+
+
+async def completion_chunks(stream: Stream, body, cid, created, model_name, echo):
+    try:
+        for i, e in enumerate(echo):
+            if e:
+                yield sse({"id": cid, "object": "text_completion", "created": created, "model": model_name,
+                           "choices": [{"index": i, "text": e, "finish_reason": None, "logprobs": None}]})
+        async for i, ev in stream.events():
+            if ev["type"] in ("text", "done"):
+                yield sse({"id": cid, "object": "text_completion", "created": created, "model": model_name,
+                           "choices": [{"index": i, "text": ev.get("text", ""),
+                                        "finish_reason": ev.get("finish_reason"),
+                                        "logprobs": completion_logprobs(ev["logprobs"])
+                                        if ev.get("logprobs") else None}]})
+            elif ev["type"] == "error":
+                yield sse(error_payload(ev))
+        yield "data: [DONE]\n\n"
+    finally:
+        stream.cancel()
+
+
+# --- running it ----------------------------------------------------------------------------------
+def build_server(folder: Path, config: ServeConfig, dtype: str = "auto", device: str = "cpu") -> Server:
+    import torch
+
+    from picochat.engine import as_fast
+    from picochat.hardware import pick_dtype
+    from picochat.model import load_pretrained
+    from picochat.tokenizer import Tokenizer
+    from picochat.tools import default_tools
+
+    model = load_pretrained(folder, device=device).eval()
+    tokenizer = Tokenizer.load(folder)
+    net = as_fast(model, pick_dtype(dtype, torch.device(device)))
+    return Server(net, tokenizer, default_tools(), config)
+
+
+def serve(run, stage: str = "sft", host: str = "127.0.0.1", port: int = 8000, dtype: str = "auto",
+          device: str = "cpu", **options) -> None:
+    """Load the run's model and serve it until interrupted."""
+    import uvicorn
+
+    how = f"picochat pretrain --run {run.path}" if stage == "base" else \
+        f"picochat {stage} --run {run.path} (or serve another stage with --stage base)"
+    folder = run.require(run.model(stage), f"the {stage} model", how)
+    config = ServeConfig(model_name=f"picochat-{Path(run.path).name}-{stage}", **options)
+    server = build_server(folder, config, dtype=dtype, device=device)
+    app = create_app(server)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"picochat serve: {config.model_name} ({server.context}-token context)\n"
+          f"  web UI      http://{shown}:{port}/\n"
+          f"  OpenAI API  http://{shown}:{port}/v1   (e.g. OpenAI(base_url=..., api_key=...))", flush=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    finally:
+        server.scheduler.close()

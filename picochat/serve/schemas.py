@@ -1,0 +1,186 @@
+"""OpenAI request and response shapes (the subset picochat serves), as pydantic models.
+
+Requests ignore unknown fields (clients send many) but check the types and ranges of the ones
+used, so a wrong type is a 422 with a message naming the field, never a server error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_STRING = 1_000_000          # characters in one message / prompt (the body limit comes first)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(_In):
+    type: Literal["text"] = "text"
+    text: str = Field(max_length=MAX_STRING)
+
+
+class FunctionCall(_In):
+    name: str = Field(min_length=1, max_length=256)
+    arguments: Union[str, dict[str, Any]] = "{}"     # OpenAI sends a JSON string
+
+
+class ToolCallIn(_In):
+    id: Optional[str] = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(_In):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Union[str, list[TextPart], None] = Field(default=None)
+    name: Optional[str] = None
+    tool_calls: Optional[list[ToolCallIn]] = Field(default=None, max_length=64)
+    tool_call_id: Optional[str] = None
+    reasoning_content: Optional[str] = Field(default=None, max_length=MAX_STRING)
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class FunctionDef(_In):
+    name: str = Field(min_length=1, max_length=64)
+    description: Optional[str] = Field(default=None, max_length=10_000)
+    parameters: Optional[dict[str, Any]] = None
+
+
+class ToolDef(_In):
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class NamedFunction(_In):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class ToolChoiceNamed(_In):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class StreamOptions(_In):
+    include_usage: bool = False
+
+
+class _Sampling(_In):
+    model: Optional[str] = Field(default=None, max_length=256)
+    temperature: Optional[float] = Field(default=None, ge=0, le=2)
+    top_p: Optional[float] = Field(default=None, gt=0, le=1)
+    top_k: Optional[int] = Field(default=None, ge=0, le=100_000, description="picochat extension")
+    min_p: Optional[float] = Field(default=None, ge=0, lt=1, description="picochat extension")
+    repetition_penalty: Optional[float] = Field(default=None, gt=0, le=10, description="picochat extension")
+    presence_penalty: Optional[float] = Field(default=None, ge=-2, le=2)
+    frequency_penalty: Optional[float] = Field(default=None, ge=-2, le=2)
+    n: int = Field(default=1, ge=1, le=8)
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    stop: Union[str, list[str], None] = None
+    seed: Optional[int] = Field(default=None, ge=0, le=2**63 - 1)
+    user: Optional[str] = None
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=10_000)
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    tools: Optional[list[ToolDef]] = Field(default=None, max_length=128)
+    tool_choice: Union[Literal["none", "auto", "required"], ToolChoiceNamed, None] = None
+    parallel_tool_calls: Optional[bool] = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: Union[str, list[str], list[int]] = Field(description="text, texts (one choice each), or token ids")
+    max_tokens: Optional[int] = Field(default=16, ge=1)
+    logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    echo: bool = False
+    suffix: Optional[str] = None
+
+
+# --- responses (for the schema; the handlers build plain dicts) -----------------------------------
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: Optional[str] = None
+    reasoning_content: Optional[str] = None
+    tool_calls: Optional[list[ToolCallOut]] = None
+    picochat_tools: Optional[list[dict[str, Any]]] = Field(
+        default=None, description="built-in tool calls run server-side: name, arguments, result")
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Optional[str] = None
+    logprobs: Optional[dict[str, Any]] = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Optional[str] = None
+    logprobs: Optional[dict[str, Any]] = None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "picochat"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: Optional[str] = None
+    code: Optional[str] = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
