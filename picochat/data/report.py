@@ -115,7 +115,7 @@ def write_report(run: RunDir) -> Path:
            f"{stats.get('workers')} workers / {stats.get('tasks')} tasks; languages kept: "
            f"{', '.join(stats.get('langs') or ['all'])}.", "",
            "## Steps", "", step_table(stats), "",
-           "Seconds are summed over workers (CPU time inside each step); MB/s is per worker.", ""]
+           "Seconds: time inside each step, summed over tasks (so over workers); MB/s: MB in per such second.", ""]
     if stats.get("input_problems"):
         out += ["## Inputs skipped", "", "| reason | documents |", "|---|---:|"]
         out += [f"| {k} | {v:,} |" for k, v in sorted(stats["input_problems"].items(), key=lambda kv: -kv[1])]
