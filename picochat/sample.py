@@ -22,12 +22,10 @@ def sample(run: RunDir, stage: str, prompt: str, out=sys.stdout, **sampling) -> 
     model = load_pretrained(folder).eval()
     tokenizer = Tokenizer.load(folder)
     params = SamplingParams(**sampling)
-    if stage == "base":
-        ids, stop = tokenizer.encode(prompt, bos=True), {tokenizer.bos_id}
-        out.write(prompt)
-    else:
-        rendered = tokenizer.render_chat([{"role": "user", "content": prompt}], add_generation_prompt=True)
-        ids, stop = tokenizer.encode_special(rendered), {tokenizer.end_id}
+    if stage != "base":
+        return _answer(model, tokenizer, prompt, params, out)
+    ids, stop = tokenizer.encode(prompt, bos=True), {tokenizer.bos_id}
+    out.write(prompt)
     stream, pieces = TextStream(tokenizer), []
     for (token,) in generate(model, [ids], params, stop_ids=stop):
         if token is None or token in stop:
@@ -38,4 +36,24 @@ def sample(run: RunDir, stage: str, prompt: str, out=sys.stdout, **sampling) -> 
         out.flush()
     pieces.append(stream.flush())
     out.write(pieces[-1] + "\n")
+    return "".join(pieces)
+
+
+def _answer(model, tokenizer, prompt: str, params: SamplingParams, out) -> str:
+    """A chat stage answers the prompt as a user message (rendered safely, tools available)."""
+    from picochat.engine import Engine
+    from picochat.tools import default_tools
+
+    engine = Engine(model, tokenizer, tools=default_tools())
+    pieces = []
+    for event in engine.chat([{"role": "user", "content": prompt}], params):
+        if event.kind == "text":
+            pieces.append(event.text)
+            out.write(event.text)
+        elif event.kind == "tool_call":
+            out.write(f"[{event.call.name or 'tool'}: {event.call.result}]")
+        elif event.kind == "notice":
+            out.write(f"[{event.text}]\n")
+        out.flush()
+    out.write("\n")
     return "".join(pieces)
