@@ -120,7 +120,8 @@ def cmd_sft(args) -> None:
     run = RunDir(args.run, create=False)
     settings = parse_settings(sft_config(preset), args.set)
     settings.update({k: v for k, v in (("dtype", args.dtype), ("device", args.device)) if v})
-    sft(run, preset, mixture=args.mixture, max_steps=args.max_steps, resume=args.resume, **settings)
+    sft(run, preset, mixture=args.mixture, max_steps=args.max_steps, resume=args.resume,
+        pack=not args.no_pack, **settings)
 
 
 def cmd_speedrun(args) -> None:
@@ -202,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixture", help="mixture file, or a name in mixtures/ (default: default)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("--no-pack", action="store_true", help="one conversation per row (default: pack "
+                   "whole conversations into each row)")
     p.add_argument("--dtype", choices=["auto", "bf16", "fp32"])
     p.add_argument("--device", help="auto | cpu | cuda | mps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
