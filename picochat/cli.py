@@ -145,6 +145,13 @@ def cmd_serve(args) -> None:
           max_queue=args.max_queue, max_body=args.max_body)
 
 
+def cmd_chat(args) -> None:
+    from picochat.chat_cli import chat
+
+    chat(RunDir(args.run, create=False), args.stage, system=args.system, temperature=args.temperature,
+         max_tokens=args.max_tokens, dtype=args.dtype, seed=args.seed)
+
+
 # --- argument parsing -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picochat", description="Build your own ChatGPT-style assistant.")
@@ -226,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=200)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_sample)
+
+    p = with_run(sub.add_parser("chat", help="talk to a chat model (streaming, tools, /help)"))
+    p.add_argument("--stage", default="sft")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-tokens", type=int, default=512, help="longest answer")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32", "int8"],
+                   help="weights for decoding (auto: bf16 where the hardware has it)")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_chat)
 
     p = with_run(sub.add_parser("serve", help="OpenAI-compatible API (/v1) and web chat UI (/)"))
     p.add_argument("--stage", default="sft")

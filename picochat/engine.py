@@ -676,5 +676,6 @@ def load_engine(folder, dtype: str = "auto", tools=None, device: str = "cpu") ->
 
     model = load_pretrained(folder, device=device).eval()
     tokenizer = Tokenizer.load(folder)
-    return Engine(model, tokenizer, dtype=pick_dtype(dtype, torch.device(device)), tools=tools)
+    compute = "int8" if dtype == "int8" else pick_dtype(dtype, torch.device(device))
+    return Engine(model, tokenizer, dtype=compute, tools=tools)
 
