@@ -113,6 +113,10 @@ def build_corpus(run: RunDir, source: str = DEFAULT_SOURCE, config: BuildConfig 
         for step in executors["filter"].pipeline:  # load once here; forked workers share it
             for path in getattr(step, "lists", {}).values():
                 load_blocklist(Path(path))
+    if executors["final"].get_incomplete_ranks() and decontam_info.get("ngrams"):
+        from picochat.data.decontam import load_hashes
+
+        load_hashes(str(ngram_file))  # likewise
     _quiet_datatrove(work, progress)
     for i, (name, ex) in enumerate(executors.items()):
         t = time.time()

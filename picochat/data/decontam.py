@@ -128,6 +128,14 @@ def build_ngram_file(spec: str, out: Path, n: int = 13) -> dict:
     return {"eval_sets": what, "items": items, "items_shorter_than_n": short, "ngrams": len(grams), "n": n}
 
 
+_LOADED: dict = {}
+
+
 def load_hashes(path: str) -> set[str]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return {line.rstrip("\n") for line in f}
+    """The n-gram set of a file, cached per process (forked workers inherit the parent's)."""
+    p = Path(path)
+    key = (str(p), p.stat().st_mtime_ns)
+    if key not in _LOADED:
+        with gzip.open(p, "rt", encoding="utf-8") as f:
+            _LOADED[key] = set(f.read().splitlines())
+    return _LOADED[key]
