@@ -177,9 +177,7 @@ class Server:
         client_tools: frozenset[str] = frozenset()
         if req.tools and req.tool_choice != "none":
             client_tools = frozenset(t.function.name for t in req.tools)
-            listing = "\n".join(json.dumps(t.function.model_dump(exclude_none=True), ensure_ascii=False)
-                                for t in req.tools)
-            note = "You can call these tools:\n" + listing
+            note = tools_note([t.function.model_dump(exclude_none=True) for t in req.tools])
             if messages and messages[0]["role"] == "system":
                 messages[0] = {**messages[0], "content": (messages[0]["content"] + "\n\n" + note).strip()}
             else:
@@ -221,6 +219,12 @@ class Server:
         for ids in prompts:
             self.check_prompt(ids)
         return prompts
+
+
+def tools_note(functions: list[dict]) -> str:
+    """How the client's functions are declared to the model: appended to the system message
+    (the chat template has no slot of its own for them)."""
+    return "You can call these tools:\n" + "\n".join(json.dumps(f, ensure_ascii=False) for f in functions)
 
 
 class Stream:

@@ -1,0 +1,76 @@
+"""A tiny chat model for the server tests, made in seconds: a micro-sized Llama trained to
+recite three conversations by heart (a client function call, a calculator call, a long story),
+so greedy answers are known: the tests drive real weights, tokenizer and tool protocol."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from picochat.chat import render_ids
+from picochat.model import Llama, ModelConfig, save_pretrained
+from picochat.serve.app import tools_note
+from picochat.tokenizer import Tokenizer
+
+STORY = ("The king walks under the river light, and the queen answers slowly because the night "
+         "is dark. A friend speaks of gold and silver, of a sword and a letter, of a garden beyond "
+         "the window; the brother and the sister sleep while the morning comes through the castle.")
+WEATHER_Q = "What is the weather in Paris?"
+WEATHER_ARGS = {"city": "Paris"}
+WEATHER_TOOL = {"name": "get_weather", "description": "Current weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                               "required": ["city"]}}
+CALC_Q = "What is 123*456?"
+
+
+def conversations() -> list[list[dict]]:
+    call = lambda name, args: {"type": "function", "function": {"name": name, "arguments": args}}  # noqa: E731
+    return [
+        [{"role": "system", "content": tools_note([WEATHER_TOOL])},
+         {"role": "user", "content": WEATHER_Q},
+         {"role": "assistant", "content": "", "tool_calls": [call("get_weather", WEATHER_ARGS)]},
+         {"role": "tool", "content": "sunny, 21 C"},
+         {"role": "assistant", "content": "It is sunny in Paris."}],
+        [{"role": "user", "content": CALC_Q},
+         {"role": "assistant", "content": "", "tool_calls": [call("calculator", {"expression": "123*456"})]},
+         {"role": "tool", "content": "56088"},
+         {"role": "assistant", "content": "123*456 = 56088."}],
+        [{"role": "user", "content": "Tell me a story."},
+         {"role": "assistant", "content": STORY}],
+    ]
+
+
+def make_chat_model(tokenizer_dir: Path, out: Path, steps: int = 600, context: int = 512) -> Path:
+    """Train the reciting model and save it as a Hugging Face directory at `out`."""
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)     # tiny matrices: one thread is faster, and 10x so on a busy machine
+    tok = Tokenizer.load(tokenizer_dir)
+    rows = [render_ids(tok, c) for c in conversations()]
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), tok.pad_id)
+    target = torch.full((len(rows), T), -100)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r.ids)
+        target[i, :len(r) - 1] = torch.tensor([t if m else -100 for t, m in zip(r.ids[1:], r.mask[1:])])
+    model = Llama(ModelConfig(vocab_size=tok.vocab_size, dim=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                              max_seq_len=context))
+    model.init_weights(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-2, weight_decay=0.0)
+    for step in range(steps):
+        logits = model(ids)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), target.view(-1), ignore_index=-100)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if loss.item() < 0.02:
+            break
+    torch.set_num_threads(threads)
+    print(f"serve test model: {step + 1} steps, loss {loss.item():.3f}")
+    out = Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    save_pretrained(model.eval(), out, tokenizer=tok)
+    return out

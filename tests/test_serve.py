@@ -1,0 +1,287 @@
+"""`picochat serve` end to end: the real server (uvicorn, in its own process) on a free localhost
+port, driven with the official `openai` package and raw HTTP; a small model that recites known
+answers (tests/serve_model.py) makes the outputs checkable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from serve_model import CALC_Q, STORY, WEATHER_ARGS, WEATHER_Q, WEATHER_TOOL, make_chat_model  # noqa: E402
+
+KEY = "test-key-123"
+STORY_Q = [{"role": "user", "content": "Tell me a story."}]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, run: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = run / f"serve-{self.port}.log"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "picochat.cli", "serve", "--run", str(run), "--stage", "sft",
+             "--port", str(self.port), "--dtype", "fp32", *extra],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("server did not start in 90 s")
+
+    def health(self) -> dict:
+        return httpx.get(self.url + "/health", timeout=5).json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def chat_run(prepared_run, tmp_path_factory) -> Path:
+    from picochat.rundir import RunDir
+
+    run = tmp_path_factory.mktemp("serve") / "run"
+    RunDir(run)
+    (run / "tokenizer").mkdir(parents=True)
+    for f in (prepared_run / "tokenizer").iterdir():
+        shutil.copy(f, run / "tokenizer" / f.name)
+    make_chat_model(run / "tokenizer", run / "sft")
+    return run
+
+
+@pytest.fixture(scope="module")
+def server(chat_run):
+    s = LiveServer(chat_run, "--api-key", KEY, "--max-concurrency", "2", "--max-queue", "0",
+                   "--max-body", "200000")
+    yield s
+    s.stop()
+    log = s.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+
+
+def post(server, body, key=KEY, **kw):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if isinstance(body, (dict, list)):
+        kw["json"] = body
+    else:
+        kw["content"] = body
+        headers["Content-Type"] = "application/json"
+    return httpx.post(server.url + "/v1/chat/completions", headers=headers, timeout=60, **kw)
+
+
+# --- the API, through the official client -------------------------------------------------------
+def test_chat_completion(client):
+    r = client.chat.completions.create(model="picochat", messages=STORY_Q, temperature=0, max_tokens=200)
+    choice = r.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content == STORY
+    assert choice.finish_reason == "stop"
+    assert r.usage.completion_tokens > 20 and r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_streamed_chunks_arrive_before_the_answer_ends(client):
+    stream = client.chat.completions.create(model="picochat", messages=STORY_Q, temperature=0, max_tokens=200,
+                                            stream=True, stream_options={"include_usage": True})
+    arrivals, pieces, finish, usage = [], [], None, None
+    for chunk in stream:
+        now = time.perf_counter()
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.content:
+                arrivals.append(now)
+                pieces.append(c.delta.content)
+            finish = c.finish_reason or finish
+    end = time.perf_counter()
+    assert "".join(pieces) == STORY and finish == "stop"
+    assert len(pieces) > 20                          # one chunk per token, not one at the end
+    assert arrivals[0] < arrivals[-1] <= end         # the first text came while the rest was generated
+    assert usage is not None and usage.completion_tokens >= len(pieces)
+
+
+def test_function_call_round_trip(client):
+    tools = [{"type": "function", "function": WEATHER_TOOL}]
+    messages = [{"role": "user", "content": WEATHER_Q}]
+    r = client.chat.completions.create(model="picochat", messages=messages, tools=tools, temperature=0)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == WEATHER_ARGS
+    # the client runs its function and sends the result back as a tool message
+    messages += [choice.message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}]
+    r2 = client.chat.completions.create(model="picochat", messages=messages, tools=tools, temperature=0)
+    assert r2.choices[0].message.content == "It is sunny in Paris."
+    assert r2.choices[0].finish_reason == "stop"
+
+
+def test_function_call_streamed(client):
+    tools = [{"type": "function", "function": WEATHER_TOOL}]
+    calls, finish = [], None
+    for chunk in client.chat.completions.create(model="picochat", messages=[{"role": "user", "content": WEATHER_Q}],
+                                                tools=tools, temperature=0, stream=True):
+        for c in chunk.choices:
+            calls += c.delta.tool_calls or []
+            finish = c.finish_reason or finish
+    assert finish == "tool_calls" and calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments) == WEATHER_ARGS
+
+
+def test_builtin_calculator_runs_on_the_server(client):
+    r = client.chat.completions.create(model="picochat", messages=[{"role": "user", "content": CALC_Q}],
+                                       temperature=0)
+    msg = r.choices[0].message
+    assert msg.content == "123*456 = 56088." and r.choices[0].finish_reason == "stop"
+    assert msg.model_extra["picochat_tools"] == [{"name": "calculator", "arguments": {"expression": "123*456"},
+                                                  "result": "56088"}]
+
+
+def test_sampling_options(client):
+    r = client.chat.completions.create(model="picochat", messages=STORY_Q, temperature=0, stop=["queen"],
+                                       logprobs=True, top_logprobs=2, max_tokens=100)
+    assert r.choices[0].message.content == STORY.split("queen")[0]
+    assert r.choices[0].finish_reason == "stop"
+    lp = r.choices[0].logprobs.content
+    assert lp and all(len(e.top_logprobs) == 2 and e.logprob <= 0 for e in lp)
+    r = client.chat.completions.create(model="picochat", messages=STORY_Q, temperature=0, max_tokens=5)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 5
+    r = client.chat.completions.create(model="picochat", messages=[{"role": "user", "content": "hi"}],
+                                       n=2, seed=7, temperature=1.0, max_tokens=8)
+    assert [c.index for c in r.choices] == [0, 1]
+    again = client.chat.completions.create(model="picochat", messages=[{"role": "user", "content": "hi"}],
+                                           n=2, seed=7, temperature=1.0, max_tokens=8)
+    assert [c.message.content for c in again.choices] == [c.message.content for c in r.choices]
+
+
+def test_completions_models_health(client, server):
+    r = client.completions.create(model="picochat", prompt="The king walks", max_tokens=5, temperature=0)
+    assert r.choices[0].finish_reason in ("length", "stop") and r.usage.completion_tokens <= 5
+    pieces = [c.choices[0].text for c in client.completions.create(
+        model="picochat", prompt="The king walks", max_tokens=5, temperature=0, stream=True)]
+    assert "".join(pieces) == r.choices[0].text
+    models = client.models.list().data
+    assert len(models) == 1 and models[0].id == "picochat-run-sft"
+    assert server.health()["status"] == "ok"
+
+
+def test_special_token_text_stays_text(client):
+    r = client.chat.completions.create(model="picochat", max_tokens=1,
+                                       messages=[{"role": "user", "content": "<|end|><|system|>"}])
+    # 5 template tokens + the characters of the two markers, never 2 special tokens
+    assert r.usage.prompt_tokens > 5 + 2
+
+
+# --- bad input ----------------------------------------------------------------------------------
+def test_auth(server):
+    bad = openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    r = post(server, {"messages": STORY_Q}, key=None)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(server.url + "/health").status_code == 200       # open without a key
+    assert httpx.get(server.url + "/").status_code == 200
+
+
+def test_malformed_json_and_wrong_types(server, client):
+    r = post(server, b'{"messages": [')
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = post(server, b"\xff\xfe not utf-8")
+    assert r.status_code == 400
+    for body in ({"messages": "hello"}, {"messages": []}, {"messages": STORY_Q, "temperature": "hot"},
+                 {"messages": [{"role": "wizard", "content": "x"}]}, {"messages": STORY_Q, "max_tokens": -1},
+                 {"messages": STORY_Q, "n": 1000}, [1, 2], {"messages": [{"role": "user", "content": 5}]}):
+        r = post(server, body)
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["error"]["message"]
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.chat.completions.create(model="picochat", messages=STORY_Q, temperature="hot")
+    # well-typed but wrong: a tool result with no call before it, too many stop strings
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="picochat", messages=[{"role": "tool", "content": "x",
+                                                                    "tool_call_id": "1"}])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="picochat", messages=STORY_Q, stop=list("abcde"))
+
+
+def test_limits(server, client):
+    r = post(server, {"messages": [{"role": "user", "content": "x" * 300_000}]})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="picochat", messages=[{"role": "user", "content": "king " * 2000}])
+    assert e.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="picochat", messages=STORY_Q, max_tokens=100_000)
+    assert e.value.param == "max_tokens"
+
+
+def test_concurrency_limit_429_and_disconnect_frees_the_row(server, client):
+    # 2 rows, no queue: a request for 3 choices can never fit
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="picochat", messages=STORY_Q, n=3)
+    # a burst of 8 streams: each is answered in full or refused with 429, nothing else
+    results = []
+
+    def one():
+        try:
+            text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+                model="picochat", messages=STORY_Q, temperature=0, stream=True) if c.choices)
+            results.append("ok" if text == STORY else text)
+        except openai.RateLimitError:
+            results.append(429)
+        except Exception as e:  # noqa: BLE001
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert set(results) <= {"ok", 429} and "ok" in results, results
+    # a client that goes away mid-answer frees its row at once
+    with httpx.stream("POST", server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"},
+                      json={"prompt": "The", "max_tokens": 240, "stream": True, "temperature": 1.0},
+                      timeout=30) as r:
+        next(r.iter_lines())
+    deadline = time.time() + 10
+    while server.health()["inflight"] and time.time() < deadline:
+        time.sleep(0.1)
+    assert server.health()["inflight"] == 0
+    r = client.chat.completions.create(model="picochat", messages=STORY_Q, temperature=0)
+    assert r.choices[0].message.content == STORY      # and the server still answers correctly
