@@ -28,6 +28,7 @@ from picochat.model import load_pretrained  # noqa: E402
 from picochat.rundir import RunDir  # noqa: E402
 from picochat.sft_data.generators import IDENTITY_EVAL_PROMPTS  # noqa: E402
 from picochat.tokenizer import Tokenizer  # noqa: E402
+from picochat.tools.calculator import CalculatorError, calculate  # noqa: E402
 
 PRODUCT_PROMPTS = ["What is {a} * {b}?", "What's {a} times {b}?", "Could you multiply {a} by {b}?",
                    "{a} x {b}", "I need {a} times {b}.", "How much is {a}*{b}?"]
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         conv.append({"role": "assistant", "content": text, "tool_calls": found} if found else
                     {"role": "assistant", "content": text})
         if call is not None:
-            conv.append({"role": "tool", "content": str(a * b)})
+            try:
+                result = calculate(expr)
+            except CalculatorError as e:
+                result = f"error: {e}"
+            conv.append({"role": "tool", "content": result})
             follow.append(render_prompt(tok, conv))
             follow_convs.append((a, b, conv))
     finals = complete(model, tok, follow, params) if follow else []
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if msg.get("tool_calls"):
             fn = msg["tool_calls"][0]["function"]
             print(f"      picochat: {msg['content']}[tool call {fn['name']} {fn['arguments']}]")
-            print(f"      tool: {a * b}")
+            print(f"      tool: {conv[2]['content']}")
             final = final_by_conv[id(conv)]
             final_ok += str(a * b) in final.replace(",", "")
             print(f"      picochat: {final}")

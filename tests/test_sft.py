@@ -55,6 +55,14 @@ def test_multi_digit_products_call_the_calculator_with_the_right_result():
     assert called > 250 and direct > 20
 
 
+def test_generated_tool_results_are_what_the_calculator_tool_returns():
+    calculator = pytest.importorskip("picochat.tools.calculator")
+    for conv in generators.arithmetic(random.Random(5), 300):
+        if len(conv) == 4:
+            expression = conv[1]["tool_calls"][0]["function"]["arguments"]["expression"]
+            assert conv[2]["content"] == calculator.calculate(expression)
+
+
 def test_identity_answers_name_picochat_and_the_eval_prompts_are_held_out():
     convs = generators.identity(random.Random(0), 2000)
     asked = {generators.normalize_prompt(c[-2]["content"]) for c in convs}
