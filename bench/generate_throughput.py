@@ -14,6 +14,10 @@ shares it) and the keys/values so far; measured read bandwidth / those bytes = t
 tokens/s any implementation could reach from main memory. (This model's bf16 weights, 27 MB,
 nearly fit in a 32 MB L3 cache, so a step can beat a DRAM bound.)
 
+picochat runs three weight formats through the same FastLlama step: fp32 (exact: greedy
+tokens equal transformers'), bf16, and int8 (weight-only, one scale per output row, bf16
+activations, torch's `_weight_int8pack_mm` decode kernel: a quarter of fp32's bytes).
+
 Baseline named in issue 4: transformers, fp32, batch 1 (129 tok/s measured on this CPU; for
 scale llama.cpp 284 tok/s fp32, 497 tok/s bf16). Not a test: prints figures and ratios.
 """

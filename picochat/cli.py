@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--max-tokens", type=int, default=512, help="longest answer")
     p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32", "int8"],
-                   help="weights for decoding (auto: bf16 where the hardware has it)")
+                   help="weights for decoding (auto: bf16 on GPU, fp32 on CPU; int8: fastest on CPU)")
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_chat)
 

@@ -253,26 +253,32 @@ class FastLlama:
             bias = torch.zeros(mask.shape, device=ids.device).masked_fill_(~mask, float("-inf"))
             bias = bias[:, :, None]                                           # (B, 1, 1, T, t1)
         x = F.embedding(ids, self.embed)                                      # (B, T, D) fp32
+        low = dt != torch.float32      # (fewest dispatches: batch-1 decoding is overhead-bound)
+        QK = (H + K) * Dh
         for i, (n1, wqkv, wo, n2, wgu, wd) in enumerate(self.layers):
-            h = F.rms_norm(x, (D,), n1, self.eps).to(dt)
-            qkv = self._mm(h, wqkv).float()                                   # (B, T, (H+2K) Dh)
-            qk = torch.view_as_complex(qkv[..., :(H + K) * Dh].reshape(B, T, H + K, Dh // 2, 2))
+            h = F.rms_norm(x, (D,), n1, self.eps)
+            qkv = self._mm(h.to(dt) if low else h, wqkv)                      # (B, T, (H+2K) Dh)
+            if low:
+                qkv = qkv.float()
+            qk = torch.view_as_complex(qkv[..., :QK].view(B, T, H + K, Dh // 2, 2))
             qk = torch.view_as_real(qk * cis).view(B, T, H + K, Dh)
-            cache.k[i, :, :, t0:t1] = qk[:, :, H:].transpose(1, 2)
-            cache.v[i, :, :, t0:t1] = qkv[..., (H + K) * Dh:].view(B, T, K, Dh).transpose(1, 2)
+            kc, vc = cache.k[i], cache.v[i]                                   # (B, K, T_max, Dh)
+            kc.narrow(2, t0, T).copy_(qk.narrow(2, H, K).transpose(1, 2))
+            vc.narrow(2, t0, T).copy_(qkv[..., QK:].view(B, T, K, Dh).transpose(1, 2))
             if T == 1:
-                q = qk[:, :, :H].reshape(B, K, G, Dh)
+                q = qk.narrow(2, 0, H).view(B, K, G, Dh)
             else:
                 q = qk[:, :, :H].reshape(B, T, K, G, Dh).permute(0, 2, 3, 1, 4).reshape(B, K, G * T, Dh)
-            s = q @ cache.k[i, :, :, :t1].transpose(-1, -2)                  # (B, K, G*T, t1)
+            s = q @ kc.narrow(2, 0, t1).transpose(2, 3)                       # (B, K, G*T, t1)
             if mask is not None:
                 s = (s.view(B, K, G, T, t1) + bias).view(B, K, G * T, t1)
-            y = s.softmax(dim=-1) @ cache.v[i, :, :, :t1]                     # (B, K, G*T, Dh)
+            y = s.softmax(dim=-1) @ vc.narrow(2, 0, t1)                       # (B, K, G*T, Dh)
             if T > 1:
                 y = y.view(B, K, G, T, Dh).permute(0, 3, 1, 2, 4)
-            x = x + self._mm(y.reshape(B, T, D).to(dt), wo)
-            h = F.rms_norm(x, (D,), n2, self.eps).to(dt)
-            gu = self._mm(h, wgu)
+            y = y.reshape(B, T, D)
+            x = x + self._mm(y.to(dt) if low else y, wo)
+            h = F.rms_norm(x, (D,), n2, self.eps)
+            gu = self._mm(h.to(dt) if low else h, wgu)
             x = x + self._mm(F.silu(gu[..., :Fd]) * gu[..., Fd:], wd)
         cache.length = t1
         x = F.rms_norm(x[:, -1], (D,), self.norm, self.eps).to(dt)
@@ -668,14 +674,20 @@ class Engine:
 
 
 def load_engine(folder, dtype: str = "auto", tools=None, device: str = "cpu") -> Engine:
-    """An Engine for a model directory (weights + tokenizer); dtype auto = bf16 where the
-    hardware multiplies bf16 fast, else fp32."""
-    from picochat.hardware import pick_dtype
+    """An Engine for a model directory (weights + tokenizer).
+
+    dtype: fp32 | bf16 | int8 (weight-only, per-row scales) | auto: bf16 on a GPU that has it;
+    fp32 on a CPU, where batch-1 bf16 products go through oneDNN calls whose fixed cost
+    outweighs the halved bytes at this model size (bench/generate_throughput.py measures it)."""
     from picochat.model import load_pretrained
     from picochat.tokenizer import Tokenizer
 
-    model = load_pretrained(folder, device=device).eval()
+    dev = torch.device(device)
+    compute = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": "int8"}.get(dtype)
+    if dtype == "auto":
+        compute = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    elif compute is None:
+        raise PicochatError(f"dtype must be auto, fp32, bf16 or int8, not {dtype!r}")
+    model = load_pretrained(folder, device=dev).eval()
     tokenizer = Tokenizer.load(folder)
-    compute = "int8" if dtype == "int8" else pick_dtype(dtype, torch.device(device))
     return Engine(model, tokenizer, dtype=compute, tools=tools)
-
