@@ -122,6 +122,8 @@ class ChatSession:
     # -- messages -------------------------------------------------------------------------------
     def send(self, text: str) -> None:
         """Send a user message and stream the answer. Ctrl-C stops the answer."""
+        from picochat.engine import SamplingParams
+
         if not text.strip():
             self.write("[empty message: type something, or /help]\n")
             return
@@ -129,7 +131,10 @@ class ChatSession:
             self.write(f"[message of {len(text):,} characters cut to {MAX_MESSAGE_CHARS:,}]\n")
             text = text[:MAX_MESSAGE_CHARS]
         self.messages.append({"role": "user", "content": text})
-        events = self.engine.chat(self.conversation(), self.params)
+        params = self.params
+        if params.seed is not None:   # reproducible, but not the same draw for every message
+            params = SamplingParams(**{**params.__dict__, "seed": params.seed + len(self.messages)})
+        events = self.engine.chat(self.conversation(), params)
         answer: list[dict] = [{"role": "assistant", "content": ""}]
         started = False
         try:
