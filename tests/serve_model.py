@@ -4,9 +4,15 @@ so greedy answers are known: the tests drive real weights, tokenizer and tool pr
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import torch
 import torch.nn.functional as F
 
@@ -74,3 +80,59 @@ def make_chat_model(tokenizer_dir: Path, out: Path, steps: int = 600, context: i
     shutil.rmtree(out, ignore_errors=True)
     save_pretrained(model.eval(), out, tokenizer=tok)
     return out
+
+
+def make_chat_run(prepared_run: Path, run: Path) -> Path:
+    """A run folder with the prepared run's tokenizer and the reciting model as its sft stage."""
+    from picochat.rundir import RunDir
+
+    RunDir(run)
+    (run / "tokenizer").mkdir(parents=True)
+    for f in (prepared_run / "tokenizer").iterdir():
+        shutil.copy(f, run / "tokenizer" / f.name)
+    make_chat_model(run / "tokenizer", run / "sft")
+    return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """`picochat serve` in its own process on a free port, ready when /health answers."""
+
+    def __init__(self, run: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = run / f"serve-{self.port}.log"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "picochat.cli", "serve", "--run", str(run), "--stage", "sft",
+             "--port", str(self.port), "--dtype", "fp32", *extra],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("server did not start in 90 s")
+
+    def health(self) -> dict:
+        return httpx.get(self.url + "/health", timeout=5).json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+

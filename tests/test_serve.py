@@ -5,11 +5,6 @@ answers (tests/serve_model.py) makes the outputs checkable."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,63 +16,16 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from serve_model import CALC_Q, STORY, WEATHER_ARGS, WEATHER_Q, WEATHER_TOOL, make_chat_model  # noqa: E402
+from serve_model import (CALC_Q, STORY, WEATHER_ARGS, WEATHER_Q, WEATHER_TOOL, LiveServer,  # noqa: E402
+                         make_chat_run)
 
 KEY = "test-key-123"
 STORY_Q = [{"role": "user", "content": "Tell me a story."}]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(self, run: Path, *extra: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = run / f"serve-{self.port}.log"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "picochat.cli", "serve", "--run", str(run), "--stage", "sft",
-             "--port", str(self.port), "--dtype", "fp32", *extra],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("server did not start in 90 s")
-
-    def health(self) -> dict:
-        return httpx.get(self.url + "/health", timeout=5).json()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 @pytest.fixture(scope="module")
 def chat_run(prepared_run, tmp_path_factory) -> Path:
-    from picochat.rundir import RunDir
-
-    run = tmp_path_factory.mktemp("serve") / "run"
-    RunDir(run)
-    (run / "tokenizer").mkdir(parents=True)
-    for f in (prepared_run / "tokenizer").iterdir():
-        shutil.copy(f, run / "tokenizer" / f.name)
-    make_chat_model(run / "tokenizer", run / "sft")
-    return run
+    return make_chat_run(prepared_run, tmp_path_factory.mktemp("serve") / "run")
 
 
 @pytest.fixture(scope="module")
