@@ -5,6 +5,9 @@ answers (tests/serve_model.py) makes the outputs checkable."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -233,3 +236,21 @@ def test_concurrency_limit_429_and_disconnect_frees_the_row(server, client):
     assert server.health()["inflight"] == 0
     r = client.chat.completions.create(model="picochat", messages=STORY_Q, temperature=0)
     assert r.choices[0].message.content == STORY      # and the server still answers correctly
+
+
+# --- fuzzing ------------------------------------------------------------------------------------
+def test_fuzz_openapi_schema_finds_no_server_error(server, tmp_path):
+    """schemathesis generates requests from /openapi.json (valid and invalid, including the
+    coverage phase's edge values) for a bounded time: no 5xx, and no traceback in the log."""
+    st = shutil.which("st") or shutil.which("schemathesis")
+    if st is None:
+        pytest.skip("schemathesis is not installed (pip install schemathesis)")
+    seconds = os.environ.get("PICOCHAT_FUZZ_SECONDS", "40")
+    r = subprocess.run([st, "run", server.url + "/openapi.json", "--checks", "not_a_server_error",
+                        "--max-examples", "25", "--max-time", seconds, "--seed", "1", "--workers", "1",
+                        "--header", f"Authorization: Bearer {KEY}"],
+                       capture_output=True, text=True, timeout=int(seconds) + 60, cwd=tmp_path,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    tail = (r.stdout + r.stderr)[-4000:]
+    assert r.returncode == 0, tail
+    assert server.health()["status"] == "ok"

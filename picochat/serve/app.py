@@ -144,9 +144,12 @@ class Server:
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         if len(stop) > 4 or any(not s or len(s) > 1000 for s in stop):
             raise APIError(400, "stop takes up to 4 non-empty strings of at most 1000 characters", param="stop")
+        temperature = DEFAULT_TEMPERATURE if req.temperature is None else req.temperature
+        if temperature < 1e-3:      # dividing logits by less overflows; the result is greedy anyway
+            temperature = 0.0
         try:
             return SamplingParams(
-                temperature=DEFAULT_TEMPERATURE if req.temperature is None else req.temperature,
+                temperature=temperature,
                 top_p=DEFAULT_TOP_P if req.top_p is None else req.top_p,
                 top_k=req.top_k or 0, min_p=req.min_p or 0.0,
                 repetition_penalty=req.repetition_penalty or 1.0,

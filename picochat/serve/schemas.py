@@ -75,11 +75,11 @@ class StreamOptions(_In):
 
 class _Sampling(_In):
     model: Optional[str] = Field(default=None, max_length=256)
-    temperature: Optional[float] = Field(default=None, ge=0, le=2)
+    temperature: Optional[float] = Field(default=None, ge=0, le=2, description="below 1e-3: greedy")
     top_p: Optional[float] = Field(default=None, gt=0, le=1)
     top_k: Optional[int] = Field(default=None, ge=0, le=100_000, description="picochat extension")
     min_p: Optional[float] = Field(default=None, ge=0, lt=1, description="picochat extension")
-    repetition_penalty: Optional[float] = Field(default=None, gt=0, le=10, description="picochat extension")
+    repetition_penalty: Optional[float] = Field(default=None, ge=0.01, le=100, description="picochat extension")
     presence_penalty: Optional[float] = Field(default=None, ge=-2, le=2)
     frequency_penalty: Optional[float] = Field(default=None, ge=-2, le=2)
     n: int = Field(default=1, ge=1, le=8)
