@@ -47,6 +47,9 @@ SPECIAL_TOKENS = [
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
+    "{% if message['role'] not in ['system', 'user', 'assistant', 'tool'] %}"
+    "{{ raise_exception('unknown role ' ~ message['role'] ~ '; use system, user, assistant or tool') }}"
+    "{% endif %}"
     "<|{{ message['role'] }}|>"
     "{% if message.get('thinking') %}<|think|>{{ message['thinking'] }}<|/think|>{% endif %}"
     "{% if message['role'] == 'tool' %}<|tool_result|>{{ message['content'] }}<|/tool_result|>"
@@ -226,6 +229,9 @@ class Tokenizer:
         return lengths
 
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        """The conversation as template text. It is for display and for tools that take text;
+        to get ids, encode message contents with `encode` (picochat.chat, Engine.render) so that
+        marker text typed by a user stays text."""
         return chat_environment().from_string(CHAT_TEMPLATE).render(
             messages=messages, bos_token=BOS, add_generation_prompt=add_generation_prompt)
 
@@ -235,7 +241,12 @@ def chat_environment():
     """Jinja configured as Hugging Face renders chat templates (sandboxed, trimmed blocks)."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    def raise_exception(message: str):
+        raise PicochatError(f"chat template: {message}")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env
 
 
 # --- reference tokenizers, for comparison -----------------------------------------------------
