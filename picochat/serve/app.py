@@ -261,13 +261,16 @@ class Stream:
     async def events(self, request: Request | None = None):
         """(index, event) until every choice is done; checks for a gone client while waiting."""
         remaining = len(self.reqs)
+        checked = time.monotonic()
         while remaining:
-            try:
-                i, ev = await asyncio.wait_for(self.queue.get(), timeout=1.0)
-            except asyncio.TimeoutError:
-                if request is not None and await request.is_disconnected():
+            if request is not None and time.monotonic() - checked > 0.25:
+                checked = time.monotonic()
+                if await request.is_disconnected():
                     self.cancel()
                     return
+            try:
+                i, ev = await asyncio.wait_for(self.queue.get(), timeout=0.25)
+            except asyncio.TimeoutError:
                 continue
             if ev["type"] in ("done", "error"):
                 remaining -= 1

@@ -188,9 +188,14 @@ class Scheduler:
                         self.cond.wait()
                     if self.stopped:
                         break
+                    gone = [r for r in self.waiting if r.req.cancelled]
+                    if gone:        # clients that left while queued give their place back now
+                        self.waiting = deque(r for r in self.waiting if not r.req.cancelled)
                     new = []
                     while self.waiting and len(self.rows) + len(new) < self.max_batch:
                         new.append(self.waiting.popleft())
+                for row in gone:
+                    self._end(row, None)
                 self._drop([i for i, r in enumerate(self.rows) if r.req.cancelled])
                 for row in new:
                     if row.req.cancelled:
