@@ -116,8 +116,10 @@ def cmd_sft(args) -> None:
     from picochat.config import get_preset, parse_settings
     from picochat.train.sft import sft, sft_config
 
-    preset = get_preset(args.preset)
     run = RunDir(args.run, create=False)
+    # default: the preset the base model was trained with
+    name = args.preset or run.read_meta().get("stages", {}).get("base", {}).get("preset") or "cpu-tiny"
+    preset = get_preset(name)
     settings = parse_settings(sft_config(preset), args.set)
     settings.update({k: v for k, v in (("dtype", args.dtype), ("device", args.device)) if v})
     sft(run, preset, mixture=args.mixture, max_steps=args.max_steps, resume=args.resume,
@@ -206,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretrain)
 
     p = with_run(sub.add_parser("sft", help="fine-tune the base model on conversations (runs/R/sft)"))
-    p.add_argument("--preset", default="cpu-tiny", help="the preset the base model was trained with")
+    p.add_argument("--preset", help="recipe to use (default: the preset the base model was trained with)")
     p.add_argument("--mixture", help="mixture file, or a name in mixtures/ (default: default)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")

@@ -68,7 +68,7 @@ def _presets() -> dict[str, Preset]:
                ModelConfig(dim=256, n_layers=4, n_heads=4, n_kv_heads=2, max_seq_len=256),
                TrainConfig(max_steps=900, batch_size=16, seq_len=256, lr=4e-3, warmup_steps=40,
                            eval_every=300, ckpt_every=300),
-               sft=TrainConfig(max_steps=300, batch_size=16, seq_len=256, lr=1e-3, warmup_steps=20,
+               sft=TrainConfig(max_steps=400, batch_size=8, seq_len=256, lr=2e-3, warmup_steps=10,
                                eval_every=100, ckpt_every=100)),
         Preset("cpu-small", "about an hour on 2 cores: 6 layers x 384 dim, context 256",
                ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=3, max_seq_len=256),

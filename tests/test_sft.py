@@ -304,9 +304,11 @@ def test_sft_learns_the_identity(base_run, tmp_path, one_thread):
     mixture = tmp_path / "identity.json"
     mixture.write_text(json.dumps({"decontaminate": "none", "sources": [
         {"name": "identity", "generator": "identity", "count": 300}]}))
-    assert main(["sft", "--run", str(run), "--preset", "micro", "--mixture", str(mixture), "--dtype", "fp32",
+    # no --preset: the recipe of the preset the base model was trained with (micro)
+    assert main(["sft", "--run", str(run), "--mixture", str(mixture), "--dtype", "fp32",
                  "--max-steps", "150", "--set", "lr=3e-3", "--set", "batch_size=8", "--set", "eval_every=0",
                  "--set", "ckpt_every=0", "--set", "log_every=50"]) == 0
+    assert json.loads((run / "run.json").read_text())["stages"]["sft"]["preset"] == "micro"
     model = load_pretrained(run / "sft").eval()
     tok = Tokenizer.load(run / "sft")
     prompt = render_prompt(tok, [{"role": "user", "content": "What's your name?"}])
