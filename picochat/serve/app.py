@@ -513,18 +513,13 @@ async def completion_chunks(stream: Stream, body, cid, created, model_name, echo
 
 # --- running it ----------------------------------------------------------------------------------
 def build_server(folder: Path, config: ServeConfig, dtype: str = "auto", device: str = "cpu") -> Server:
-    import torch
-
-    from picochat.engine import as_fast
-    from picochat.hardware import pick_dtype
-    from picochat.model import load_pretrained
-    from picochat.tokenizer import Tokenizer
+    """Load a model directory the engine's way (`load_engine`: weights, tokenizer, decode-oriented
+    FastLlama in fp32 / bf16 / int8, built-in tools) and put a scheduler in front of it."""
+    from picochat.engine import load_engine
     from picochat.tools import default_tools
 
-    model = load_pretrained(folder, device=device).eval()
-    tokenizer = Tokenizer.load(folder)
-    net = as_fast(model, pick_dtype(dtype, torch.device(device)))
-    return Server(net, tokenizer, default_tools(), config)
+    engine = load_engine(folder, dtype=dtype, tools=default_tools(), device=device)
+    return Server(engine.net, engine.tokenizer, engine.tools, config)
 
 
 def serve(run, stage: str = "sft", host: str = "127.0.0.1", port: int = 8000, dtype: str = "auto",

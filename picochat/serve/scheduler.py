@@ -49,11 +49,12 @@ def draw(p: torch.Tensor) -> torch.Tensor:
 
 def sample_filtered(x: torch.Tensor, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0) -> torch.Tensor:
     """Sample one id per row of logits x (B, V) after top-k, min-p and top-p filtering (the
-    rule of engine.Sampler, batched).
+    rule of engine.Sampler, batched, without sorting the vocabulary).
 
-    Top-p keeps the likeliest tokens until they cover p, so their order is needed only that
-    far: a top-256 usually covers it, a top-2048 nearly always; only rows that neither covers
-    (a flat distribution) pay for a full sort."""
+    Top-p keeps the likeliest tokens while those ranked above cover less than p. A top-256
+    usually reaches p; rows it does not (flat distributions) find the cut by bisection on the
+    probability: tokens above the bracket are in, below are out, and only the few inside it
+    are ranked, so the kept set is exactly the sorted rule's."""
     B, V = x.shape
     if top_k and top_k < V:
         kth = torch.topk(x, top_k, dim=-1).values[:, -1:]
@@ -64,20 +65,36 @@ def sample_filtered(x: torch.Tensor, top_k: int = 0, top_p: float = 1.0, min_p: 
     if top_p >= 1.0:
         return draw(probs)
     out = torch.empty(B, dtype=torch.long, device=x.device)
-    todo = torch.arange(B, device=x.device)
-    for K in (256, 2048, V):
-        p = probs[todo]
-        pv, pi = p.topk(K, dim=-1) if K < V else p.sort(dim=-1, descending=True)
-        cum = pv.cumsum(dim=-1)
-        total = p.sum(dim=-1)                               # 1, or less after min-p
-        covered = cum[:, -1] >= top_p * total - 1e-6 if K < V else torch.ones_like(total, dtype=torch.bool)
-        if bool(covered.any()):
-            pv, pi, cum = pv[covered], pi[covered], cum[covered]
-            pv = pv.masked_fill((cum - pv) > top_p * total[covered, None], 0)   # covered already: drop
-            out[todo[covered]] = pi.gather(-1, draw(pv)[:, None]).squeeze(-1)
-        todo = todo[~covered]
-        if len(todo) == 0 or K >= V:
-            break
+    target = top_p * probs.sum(dim=-1, keepdim=True)        # top_p of the mass min-p left
+    K = min(V, 256)
+    pv, pi = probs.topk(K, dim=-1)                          # sorted, descending
+    cum = pv.cumsum(dim=-1)
+    covered = cum[:, -1:] >= target
+    if bool(covered.all()) or K == V:
+        pv = pv.masked_fill((cum - pv) > target, 0)
+        return pi.gather(-1, draw(pv)[:, None]).squeeze(-1)
+    rows = covered[:, 0]
+    if bool(rows.any()):
+        v, c = pv[rows], cum[rows]
+        v = v.masked_fill((c - v) > target[rows], 0)
+        out[rows] = pi[rows].gather(-1, draw(v)[:, None]).squeeze(-1)
+    flat = ~rows
+    p, t = probs[flat], target[flat]
+    lo = torch.zeros_like(t)                                # mass of {p >= lo} >= target
+    hi = pv[flat][:, -1:] * (1 + 1e-6)                     # mass of {p >= hi} < target: below the top-256
+    for _ in range(8):                                      # then the bracket holds a few hundred at most
+        mid = (lo + hi) / 2
+        ok = torch.where(p >= mid, p, 0).sum(dim=-1, keepdim=True) >= t
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    sure = p >= hi
+    keep = torch.where(sure, p, 0)
+    band = (p >= lo) & ~sure
+    n = max(int(band.sum(dim=-1).max()), 1)
+    bv, bi = torch.where(band, p, -1.0).topk(n, dim=-1)     # the bracket's tokens, descending
+    bv = bv.clamp(min=0)
+    before = keep.sum(dim=-1, keepdim=True) + bv.cumsum(dim=-1) - bv
+    keep.scatter_add_(-1, bi, torch.where(before <= t, bv, 0))
+    out[flat] = draw(keep)
     return out
 
 
@@ -145,7 +162,7 @@ class Scheduler:
         self.inflight = 0                       # submitted and not finished, under self.cond
         self.cond = threading.Condition()
         self.stopped = False
-        self.stats = {"steps": 0, "tokens": 0, "requests": 0, "errors": 0}
+        self.stats = {"steps": 0, "tokens": 0, "requests": 0, "errors": 0, "moves_right": 0, "shifts_left": 0}
         self.thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
         self.thread.start()
 
@@ -232,6 +249,7 @@ class Scheduler:
                 kv[:, :m, :, d:d + L] = kv[:, :m, :, :L].clone()
             c.start[:m] += d
             c.length = n
+            self.stats["moves_right"] += 1
         L = c.length
         c.k[:, m, :, L - n:L] = tmp.k[:, 0, :, :n]
         c.v[:, m, :, L - n:L] = tmp.v[:, 0, :, :n]
@@ -253,6 +271,7 @@ class Scheduler:
                 kv[:, :m, :, :L - s] = kv[:, :m, :, s:L].clone()
             c.start[:m] -= s
             c.length = L - s
+            self.stats["shifts_left"] += 1
         view = object.__new__(KVCache)          # rows 0..m-1 of the batch cache, no copy
         view.k, view.v, view.start = c.k[:, :m], c.v[:, :m], c.start[:m]
         view.length, view.max_len = c.length, c.max_len
