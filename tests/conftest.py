@@ -6,13 +6,20 @@ is small so the whole suite stays within a few minutes on 2 CPU cores.
 
 from __future__ import annotations
 
-import random
-import shutil
-from pathlib import Path
+import os
 
-import pytest
+# Test models are tiny: one thread per process is faster than two (threads only add
+# synchronisation), and far faster when other work shares the cores. Set before torch loads,
+# so subprocesses started by tests (CLI, torchrun, servers) inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from picochat.cli import main
+import random  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from picochat.cli import main  # noqa: E402
 
 WORDS = ("the a king queen castle river light dark night morning speaks answers walks sleeps "
          "gold silver sword letter garden window friend enemy brother sister love fear war peace "
