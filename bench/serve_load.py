@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -74,26 +75,36 @@ def prepare_run(args, work: Path) -> tuple[Path, str]:
 
 
 async def one_request(client, rng, max_tokens: int) -> tuple[float, int]:
-    """(time to first token, tokens) of one streamed chat completion."""
+    """(time to first token, tokens) of one streamed chat completion. The client is plain httpx
+    reading server-sent events (the same bytes the openai package reads; tests/test_serve.py
+    drives the server with that package) so the load generator takes little of the CPU it
+    shares with the server."""
     t0 = time.perf_counter()
     ttft, tokens = None, 0
-    stream = await client.chat.completions.create(
-        model="picochat", messages=[{"role": "user", "content": rng.choice(PROMPTS)}], stream=True,
-        max_tokens=max_tokens, temperature=0.8, stream_options={"include_usage": True})
-    async for chunk in stream:
-        if ttft is None and chunk.choices and (chunk.choices[0].delta.content or chunk.choices[0].finish_reason):
-            ttft = time.perf_counter() - t0
-        if chunk.usage:
-            tokens = chunk.usage.completion_tokens
+    body = {"model": "picochat", "messages": [{"role": "user", "content": rng.choice(PROMPTS)}], "stream": True,
+            "max_tokens": max_tokens, "temperature": 0.8, "stream_options": {"include_usage": True}}
+    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {(await r.aread())[:200]!r}")
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            if ttft is None and '"content":"' in line.replace(": ", ":") and '"content":""' not in line.replace(": ", ":"):
+                ttft = time.perf_counter() - t0
+            if '"usage"' in line:
+                chunk = json.loads(line[6:])
+                if chunk.get("error"):
+                    raise RuntimeError(chunk["error"]["message"])
+                tokens = (chunk.get("usage") or {}).get("completion_tokens", tokens)
+            elif '"error"' in line and json.loads(line[6:]).get("error"):
+                raise RuntimeError(line[:200])
     return (ttft if ttft is not None else time.perf_counter() - t0), tokens
 
 
 async def load(url: str, clients: int, seconds: float, max_tokens: int) -> dict:
     import httpx
-    import openai
 
-    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="bench", max_retries=0, timeout=120,
-                                http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=clients + 8)))
+    client = httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients + 8))
     stats = {"requests": 0, "errors": 0, "tokens": 0, "ttft": [], "error_kinds": {}}
     start = time.perf_counter()
     end = start + seconds
@@ -114,7 +125,7 @@ async def load(url: str, clients: int, seconds: float, max_tokens: int) -> dict:
 
     await asyncio.gather(*(worker(i) for i in range(clients)))
     stats["elapsed"] = time.perf_counter() - start
-    await client.close()
+    await client.aclose()
     return stats
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -230,20 +231,57 @@ def tools_note(functions: list[dict]) -> str:
     return "You can call these tools:\n" + "\n".join(json.dumps(f, ensure_ascii=False) for f in functions)
 
 
+class Dispatcher:
+    """Carries events from the scheduler thread into the event loop: they are buffered and one
+    wake-up of the loop delivers all that arrived meanwhile (one per decoding step for every
+    stream together, rather than one per token per stream)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.buffer: list[tuple[asyncio.Queue, tuple]] = []
+        self.scheduled = False
+
+    def put(self, queue: asyncio.Queue, item: tuple) -> None:
+        with self.lock:
+            self.buffer.append((queue, item))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        self.loop.call_soon_threadsafe(self.flush)
+
+    def flush(self) -> None:
+        with self.lock:
+            items, self.buffer, self.scheduled = self.buffer, [], False
+        for queue, item in items:
+            queue.put_nowait(item)
+
+
+_dispatchers: dict[int, Dispatcher] = {}
+
+
+def dispatcher() -> Dispatcher:
+    loop = asyncio.get_running_loop()
+    d = _dispatchers.get(id(loop))
+    if d is None or d.loop is not loop:
+        d = _dispatchers[id(loop)] = Dispatcher(loop)
+    return d
+
+
 class Stream:
     """Events from the scheduler thread into this request's event loop, tagged by choice."""
 
     def __init__(self, server: Server):
         self.server = server
-        self.loop = asyncio.get_running_loop()
+        self.dispatcher = dispatcher()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.reqs: list[GenRequest] = []
 
     def add(self, index: int, **kw) -> None:
-        loop, queue = self.loop, self.queue
+        put, queue = self.dispatcher.put, self.queue
 
         def emit(event: dict, i=index):
-            loop.call_soon_threadsafe(queue.put_nowait, (i, event))
+            put(queue, (i, event))
 
         self.reqs.append(GenRequest(emit=emit, **kw))
 
@@ -259,19 +297,35 @@ class Stream:
             self.server.scheduler.cancel(r)
 
     async def events(self, request: Request | None = None):
-        """(index, event) until every choice is done; checks for a gone client while waiting."""
+        """(index, event) until every choice is done. With `request` (non-streaming answers),
+        checks every 0.25 s whether the client is gone; a streaming response learns that from
+        its failed send and cancels in its `finally`."""
         remaining = len(self.reqs)
         checked = time.monotonic()
+        queue = self.queue
         while remaining:
-            if request is not None and time.monotonic() - checked > 0.25:
-                checked = time.monotonic()
-                if await request.is_disconnected():
-                    self.cancel()
-                    return
-            try:
-                i, ev = await asyncio.wait_for(self.queue.get(), timeout=0.25)
-            except asyncio.TimeoutError:
-                continue
+            if request is None:
+                i, ev = await queue.get()
+            else:
+                if time.monotonic() - checked > 0.25:
+                    checked = time.monotonic()
+                    if await request.is_disconnected():
+                        self.cancel()
+                        return
+                try:
+                    i, ev = queue.get_nowait() if not queue.empty() else \
+                        await asyncio.wait_for(queue.get(), timeout=0.25)
+                except asyncio.TimeoutError:
+                    continue
+            # under load the loop falls behind the decoder: what has piled up goes out merged
+            # (one chunk of several tokens per stream, not one write per token)
+            while ev["type"] == "text" and not queue.empty():
+                j, nxt = queue.get_nowait()
+                if j == i and nxt["type"] == "text":
+                    ev = {"type": "text", "text": ev["text"] + nxt["text"], "logprobs": ev["logprobs"] + nxt["logprobs"]}
+                    continue
+                yield i, ev
+                i, ev = j, nxt
             if ev["type"] in ("done", "error"):
                 remaining -= 1
             yield i, ev

@@ -51,10 +51,9 @@ def sample_filtered(x: torch.Tensor, top_k: int = 0, top_p: float = 1.0, min_p: 
     """Sample one id per row of logits x (B, V) after top-k, min-p and top-p filtering (the
     rule of engine.Sampler, batched, without sorting the vocabulary).
 
-    Top-p keeps the likeliest tokens while those ranked above cover less than p. A top-256
-    usually reaches p; rows it does not (flat distributions) find the cut by bisection on the
-    probability: tokens above the bracket are in, below are out, and only the few inside it
-    are ranked, so the kept set is exactly the sorted rule's."""
+    Top-p keeps the likeliest tokens while those ranked above cover less than p: a top-256
+    usually reaches p; rows where it does not (flat distributions) go through
+    `nucleus_binned`. Both keep exactly the sorted rule's set (up to float rounding)."""
     B, V = x.shape
     if top_k and top_k < V:
         kth = torch.topk(x, top_k, dim=-1).values[:, -1:]
@@ -64,38 +63,44 @@ def sample_filtered(x: torch.Tensor, top_k: int = 0, top_p: float = 1.0, min_p: 
         probs = probs.masked_fill(probs < min_p * probs.max(dim=-1, keepdim=True).values, 0)
     if top_p >= 1.0:
         return draw(probs)
-    out = torch.empty(B, dtype=torch.long, device=x.device)
-    target = top_p * probs.sum(dim=-1, keepdim=True)        # top_p of the mass min-p left
+    t = top_p * probs.sum(dim=-1, keepdim=True)             # top_p of the mass min-p left
     K = min(V, 256)
     pv, pi = probs.topk(K, dim=-1)                          # sorted, descending
     cum = pv.cumsum(dim=-1)
-    covered = cum[:, -1:] >= target
+    covered = (cum[:, -1:] >= t)[:, 0]
     if bool(covered.all()) or K == V:
-        pv = pv.masked_fill((cum - pv) > target, 0)
+        pv = pv.masked_fill((cum - pv) > t, 0)             # drop a token once those above cover p
         return pi.gather(-1, draw(pv)[:, None]).squeeze(-1)
-    rows = covered[:, 0]
-    if bool(rows.any()):
-        v, c = pv[rows], cum[rows]
-        v = v.masked_fill((c - v) > target[rows], 0)
-        out[rows] = pi[rows].gather(-1, draw(v)[:, None]).squeeze(-1)
-    flat = ~rows
-    p, t = probs[flat], target[flat]
-    lo = torch.zeros_like(t)                                # mass of {p >= lo} >= target
-    hi = pv[flat][:, -1:] * (1 + 1e-6)                     # mass of {p >= hi} < target: below the top-256
-    for _ in range(8):                                      # then the bracket holds a few hundred at most
-        mid = (lo + hi) / 2
-        ok = torch.where(p >= mid, p, 0).sum(dim=-1, keepdim=True) >= t
-        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
-    sure = p >= hi
-    keep = torch.where(sure, p, 0)
-    band = (p >= lo) & ~sure
+    out = torch.empty(B, dtype=torch.long, device=x.device)
+    if bool(covered.any()):
+        v, c = pv[covered], cum[covered]
+        v = v.masked_fill((c - v) > t[covered], 0)
+        out[covered] = pi[covered].gather(-1, draw(v)[:, None]).squeeze(-1)
+    flat = ~covered
+    out[flat] = draw(nucleus_binned(probs[flat], t[flat]))
+    return out
+
+
+def nucleus_binned(probs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The top-p nucleus of flat rows without a sort: bin the tokens by log-probability (128
+    bins from the likeliest down to the least likely nonzero); bins above the one where the
+    running mass reaches t are in, bins below are out, and only that bin's tokens are ranked.
+    Returns probs with the tokens outside the nucleus zeroed."""
+    B = probs.shape[0]
+    lp = probs.clamp_min(1e-38).log()
+    top = lp.max(dim=-1, keepdim=True).values + 1e-6
+    bottom = lp.masked_fill(probs <= 0, float("inf")).min(dim=-1, keepdim=True).values
+    bins = 128
+    idx = ((top - lp) * (bins / (top - bottom + 1e-6))).long().clamp_(0, bins - 1)
+    mass = torch.zeros(B, bins, device=probs.device).scatter_add_(1, idx, probs)
+    cut = (mass.cumsum(dim=-1) >= t).float().argmax(dim=-1, keepdim=True)   # first bin reaching t
+    keep = torch.where(idx < cut, probs, 0)
+    band = idx == cut
     n = max(int(band.sum(dim=-1).max()), 1)
-    bv, bi = torch.where(band, p, -1.0).topk(n, dim=-1)     # the bracket's tokens, descending
+    bv, bi = torch.where(band, probs, -1.0).topk(n, dim=-1)  # the cut bin's tokens, descending
     bv = bv.clamp(min=0)
     before = keep.sum(dim=-1, keepdim=True) + bv.cumsum(dim=-1) - bv
-    keep.scatter_add_(-1, bi, torch.where(before <= t, bv, 0))
-    out[flat] = draw(keep)
-    return out
+    return keep.scatter_add_(-1, bi, torch.where(before <= t, bv, 0))
 
 
 class Busy(Exception):
@@ -162,7 +167,8 @@ class Scheduler:
         self.inflight = 0                       # submitted and not finished, under self.cond
         self.cond = threading.Condition()
         self.stopped = False
-        self.stats = {"steps": 0, "tokens": 0, "requests": 0, "errors": 0, "moves_right": 0, "shifts_left": 0}
+        self.stats = {"steps": 0, "tokens": 0, "requests": 0, "errors": 0, "moves_right": 0, "shifts_left": 0,
+                      "forward_s": 0.0, "sample_s": 0.0, "step_s": 0.0, "admit_s": 0.0}
         self.thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
         self.thread.start()
 
@@ -219,7 +225,9 @@ class Scheduler:
                         self._end(row, None)
                         continue
                     try:
+                        t = time.perf_counter()
                         self._admit(row)
+                        self.stats["admit_s"] += time.perf_counter() - t
                     except Exception as e:  # noqa: BLE001 - this request fails, the server goes on
                         self._fail(row, e)
                 if self.rows:
@@ -276,10 +284,15 @@ class Scheduler:
         view.k, view.v, view.start = c.k[:, :m], c.v[:, :m], c.start[:m]
         view.length, view.max_len = c.length, c.max_len
         ids = torch.tensor([[r.next_input] for r in self.rows], device=self.net.device)
+        t0 = time.perf_counter()
         logits = self.net(ids, view)                                              # (m, V)
         c.length = view.length
         self.stats["steps"] += 1
+        t1 = time.perf_counter()
         batched = self._sample_batched(logits)
+        t2 = time.perf_counter()
+        self.stats["forward_s"] += t1 - t0
+        self.stats["sample_s"] += t2 - t1
         done = []
         for i, row in enumerate(self.rows):
             try:
@@ -292,6 +305,7 @@ class Scheduler:
             if row.finished or row.readmit:
                 done.append(i)
         self._drop(done)
+        self.stats["step_s"] += time.perf_counter() - t0
 
     def _sample_batched(self, logits: torch.Tensor) -> dict[int, int]:
         """Next tokens of the rows whose sampling needs no per-request state (no seed, penalties
