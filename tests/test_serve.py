@@ -245,7 +245,7 @@ def test_fuzz_openapi_schema_finds_no_server_error(server, tmp_path):
     st = shutil.which("st") or shutil.which("schemathesis")
     if st is None:
         pytest.skip("schemathesis is not installed (pip install schemathesis)")
-    seconds = os.environ.get("PICOCHAT_FUZZ_SECONDS", "40")
+    seconds = os.environ.get("PICOCHAT_FUZZ_SECONDS", "30")
     r = subprocess.run([st, "run", server.url + "/openapi.json", "--checks", "not_a_server_error",
                         "--max-examples", "25", "--max-time", seconds, "--seed", "1", "--workers", "1",
                         "--header", f"Authorization: Bearer {KEY}"],
