@@ -90,8 +90,15 @@ def make_chat_run(prepared_run: Path, run: Path) -> Path:
     (run / "tokenizer").mkdir(parents=True)
     for f in (prepared_run / "tokenizer").iterdir():
         shutil.copy(f, run / "tokenizer" / f.name)
-    make_chat_model(run / "tokenizer", run / "sft")
+    trained = _TRAINED.get(str(prepared_run))
+    if trained is not None and (trained / "config.json").exists():   # one training per test session
+        shutil.copytree(trained, run / "sft")
+    else:
+        _TRAINED[str(prepared_run)] = make_chat_model(run / "tokenizer", run / "sft")
     return run
+
+
+_TRAINED: dict[str, Path] = {}
 
 
 def free_port() -> int:
