@@ -9,6 +9,8 @@
     picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
     picochat sample --run R [--stage base] --prompt TEXT [--temperature T] [--top-k K] [--top-p P]
                     [--max-tokens N] [--seed N]
+    picochat chat --run R [--stage sft] [--system TEXT]
+    picochat serve --run R [--stage sft] [--host H] [--port N] [--api-key KEY] [--max-concurrency N]
 
 Each subcommand parses its flags and calls one function; the work lives in the modules.
 Under torchrun, `torchrun --standalone --nproc_per_node=N -m picochat.cli -- pretrain ...` trains

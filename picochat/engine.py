@@ -51,14 +51,16 @@ class SamplingParams:
         problems = []
         if not self.temperature >= 0:
             problems.append("temperature >= 0")
+        elif self.temperature < 1e-4:
+            self.temperature = 0.0  # the limit is greedy; dividing by ~0 would give inf/NaN
         if not 0 < self.top_p <= 1:
             problems.append("0 < top_p <= 1")
         if self.top_k < 0:
             problems.append("top_k >= 0")
         if not 0 <= self.min_p < 1:
             problems.append("0 <= min_p < 1")
-        if not self.repetition_penalty > 0:
-            problems.append("repetition_penalty > 0")
+        if not 1e-3 <= self.repetition_penalty <= 1e3:
+            problems.append("1e-3 <= repetition_penalty <= 1e3")
         if not -2 <= self.frequency_penalty <= 2 or not -2 <= self.presence_penalty <= 2:
             problems.append("-2 <= frequency_penalty, presence_penalty <= 2")
         if self.max_tokens < 1:
