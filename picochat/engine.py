@@ -27,6 +27,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from picochat.chat import ROLES
 from picochat.model import KVCache, Llama
 from picochat.rundir import PicochatError
 
@@ -408,7 +409,6 @@ class StopStrings:
 
 
 # --- conversations ------------------------------------------------------------------------------
-ROLES = ("system", "user", "assistant", "tool")
 
 
 @dataclass
