@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from picochat.chat import parse_tool_calls, render_prompt  # noqa: E402
-from picochat.engine import SamplingParams, generate  # noqa: E402
-from picochat.model import load_pretrained  # noqa: E402
-from picochat.rundir import RunDir  # noqa: E402
-from picochat.sft_data.generators import IDENTITY_EVAL_PROMPTS  # noqa: E402
-from picochat.tokenizer import Tokenizer  # noqa: E402
-from picochat.tools.calculator import CalculatorError, calculate  # noqa: E402
+from picochat.chat import parse_tool_calls, render_prompt
+from picochat.engine import SamplingParams, generate
+from picochat.model import load_pretrained
+from picochat.rundir import RunDir
+from picochat.sft_data.generators import IDENTITY_EVAL_PROMPTS
+from picochat.tokenizer import Tokenizer
+from picochat.tools.calculator import CalculatorError, calculate
 
 PRODUCT_PROMPTS = ["What is {a} * {b}?", "What's {a} times {b}?", "Could you multiply {a} by {b}?",
                    "{a} x {b}", "I need {a} times {b}.", "How much is {a}*{b}?"]

