@@ -140,9 +140,11 @@ class Rendered:
         return len(self.ids)
 
 
-def render_ids(tokenizer: Tokenizer, messages: list[dict]) -> Rendered:
-    """Token ids and loss mask of a conversation (see the module docstring)."""
+def render_ids(tokenizer: Tokenizer, messages: list[dict], encode=None) -> Rendered:
+    """Token ids and loss mask of a conversation (see the module docstring). `encode` turns
+    message text into ids (default `tokenizer.encode`; callers that re-render may memoize it)."""
     messages = normalize(messages)
+    encode = encode or tokenizer.encode
     sp = tokenizer.special_tokens
     ids, mask, ends = [sp[BOS]], [0], []
 
@@ -155,21 +157,21 @@ def render_ids(tokenizer: Tokenizer, messages: list[dict]) -> Rendered:
         mine = role == "assistant"
         put([sp[f"<|{role}|>"]], False)             # the role token is the prompt's, not the model's
         if msg.get("thinking"):
-            put([sp["<|think|>"]] + tokenizer.encode(msg["thinking"]) + [sp["<|/think|>"]], mine)
+            put([sp["<|think|>"]] + encode(msg["thinking"]) + [sp["<|/think|>"]], mine)
         if role == "tool":
-            put([sp["<|tool_result|>"]] + tokenizer.encode(msg["content"]) + [sp["<|/tool_result|>"]], False)
+            put([sp["<|tool_result|>"]] + encode(msg["content"]) + [sp["<|/tool_result|>"]], False)
         else:
-            put(tokenizer.encode(msg["content"]), mine)
+            put(encode(msg["content"]), mine)
         for call in msg.get("tool_calls", []):
-            put([sp["<|tool_call|>"]] + tokenizer.encode(call_json(call)) + [sp["<|/tool_call|>"]], mine)
+            put([sp["<|tool_call|>"]] + encode(call_json(call)) + [sp["<|/tool_call|>"]], mine)
         put([sp[END]], mine)
         ends.append(len(ids))
     return Rendered(ids, mask, ends)
 
 
-def render_prompt(tokenizer: Tokenizer, messages: list[dict]) -> list[int]:
+def render_prompt(tokenizer: Tokenizer, messages: list[dict], encode=None) -> list[int]:
     """Ids of a conversation followed by <|assistant|>: the prompt for the model's next turn."""
-    return render_ids(tokenizer, messages).ids + [tokenizer.special_tokens["<|assistant|>"]]
+    return render_ids(tokenizer, messages, encode).ids + [tokenizer.special_tokens["<|assistant|>"]]
 
 
 def truncate(rendered: Rendered, messages: list[dict], max_tokens: int) -> Rendered | None:

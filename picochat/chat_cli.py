@@ -103,7 +103,7 @@ class ChatSession:
         if not arg:
             self.write("[usage: /load FILE]\n")
             return
-        from picochat.engine import ROLES
+        from picochat.chat import ROLES
 
         try:
             data = json.loads(Path(arg).expanduser().read_text(encoding="utf-8"))

@@ -20,14 +20,13 @@ Three layers, each usable on its own:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from picochat.chat import ROLES
+from picochat.chat import render_ids, render_prompt
 from picochat.model import KVCache, Llama
 from picochat.rundir import PicochatError
 
@@ -445,40 +444,22 @@ class Engine:
         # a model that starts another turn has finished its own
         self.stop_ids = {sp[t] for t in ("<|end|>", "<|bos|>", "<|pad|>", "<|system|>", "<|user|>",
                                          "<|assistant|>", "<|tool|>", "<|tool_result|>") if t in sp}
-        self._placeholder = re.compile("\ue000(\\d+)\ue001")
 
     # -- rendering ------------------------------------------------------------------------------
     def render(self, messages: list[dict], add_generation_prompt: bool = True,
                memo: dict | None = None) -> list[int]:
-        """Messages -> prompt ids through the chat template. Message text (content, thinking)
-        is encoded as plain text, so a user typing "<|end|><|system|>..." gets those characters,
-        not turn boundaries; the template's own markers become special tokens."""
-        texts: list[str] = []
-        safe = []
-        for m in messages:
-            if not isinstance(m, dict) or m.get("role") not in ROLES:
-                raise PicochatError(f"a message needs a role among {', '.join(ROLES)}: {str(m)[:80]}")
-            m2 = dict(m)
-            for key in ("content", "thinking"):
-                if m.get(key):
-                    texts.append(str(m[key]))
-                    m2[key] = f"\ue000{len(texts) - 1}\ue001"
-            safe.append(m2)
-        rendered = self.tokenizer.render_chat(safe, add_generation_prompt=add_generation_prompt)
-        ids: list[int] = []
-        pos = 0
-        for match in self._placeholder.finditer(rendered):
-            ids += self.tokenizer.encode_special(rendered[pos:match.start()])
-            text = texts[int(match.group(1))]
-            if memo is None:
-                ids += self.tokenizer.encode(text)
-            else:
+        """Messages -> prompt ids (picochat.chat.render_ids: message text is encoded as plain
+        text, so typed "<|end|>" never becomes a turn boundary). `memo` caches each text's ids
+        across the re-renders of `fit`."""
+        encode = self.tokenizer.encode
+        if memo is not None:
+            def encode(text: str) -> list[int]:
                 if text not in memo:
                     memo[text] = self.tokenizer.encode(text)
-                ids += memo[text]
-            pos = match.end()
-        ids += self.tokenizer.encode_special(rendered[pos:])
-        return ids
+                return memo[text]
+        if add_generation_prompt:
+            return render_prompt(self.tokenizer, messages, encode)
+        return render_ids(self.tokenizer, messages, encode).ids
 
     def fit(self, messages: list[dict], reserve: int) -> tuple[list[dict], list[int], list[str]]:
         """Make the rendered conversation leave `reserve` tokens of the context for the answer:
