@@ -156,15 +156,6 @@ class Sampler:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
 
 
-def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
-    """logits (B, V) -> next ids (B,), stateless (no penalties)."""
-    sampler = Sampler(SamplingParams(**{**params.__dict__, "repetition_penalty": 1.0,
-                                        "frequency_penalty": 0.0, "presence_penalty": 0.0,
-                                        "logprobs": None}), [[]] * len(logits), logits.shape[-1], logits.device)
-    sampler.generator = generator
-    return sampler(logits)[0]
-
-
 # --- the decode-oriented model ------------------------------------------------------------------
 class FastLlama:
     """A `Llama`'s weights rearranged for incremental decoding (see the module docstring).

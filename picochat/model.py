@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -373,6 +373,3 @@ def load_pretrained(folder: Path, device: str | torch.device = "cpu") -> Llama:
                             f"unexpected {unexpected[:3]}")
     return model.to(device)
 
-
-def config_dict(config: ModelConfig) -> dict:
-    return asdict(config)

@@ -690,7 +690,3 @@ def open_source(spec: str) -> Source:
 def all_sources() -> list[Source]:
     """offline-web first, then each of its parts."""
     return [OfflineWebSource(), *offline_web_parts()]
-
-
-# kept for callers of the first version
-LocalTextSource = LocalSource
