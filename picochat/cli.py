@@ -101,31 +101,37 @@ def cmd_tokenizer_show(args) -> None:
     show(RunDir(args.run, create=False), args.text)
 
 
+def training_settings(config, args) -> dict:
+    """TrainConfig overrides from the flags `add_training_flags` defines."""
+    from picochat.config import parse_settings
+
+    settings = parse_settings(config, args.set)
+    settings.update({k: v for k, v in (("dtype", args.dtype), ("device", args.device)) if v})
+    if args.compile:
+        settings["compile"] = True
+    return settings
+
+
 def cmd_pretrain(args) -> None:
-    from picochat.config import get_preset, parse_settings
+    from picochat.config import get_preset
     from picochat.train.pretrain import pretrain
 
     preset = get_preset(args.preset)
     run = RunDir(args.run, create=False)
-    settings = parse_settings(preset.train, args.set)
-    settings.update({k: v for k, v in (("dtype", args.dtype), ("device", args.device)) if v})
-    if args.compile:
-        settings["compile"] = True
-    pretrain(run, preset, max_steps=args.max_steps, resume=args.resume, **settings)
+    pretrain(run, preset, max_steps=args.max_steps, resume=args.resume,
+             **training_settings(preset.train, args))
 
 
 def cmd_sft(args) -> None:
-    from picochat.config import get_preset, parse_settings
+    from picochat.config import get_preset
     from picochat.train.sft import sft, sft_config
 
     run = RunDir(args.run, create=False)
     # default: the preset the base model was trained with
     name = args.preset or run.read_meta().get("stages", {}).get("base", {}).get("preset") or "cpu-tiny"
     preset = get_preset(name)
-    settings = parse_settings(sft_config(preset), args.set)
-    settings.update({k: v for k, v in (("dtype", args.dtype), ("device", args.device)) if v})
     sft(run, preset, mixture=args.mixture, max_steps=args.max_steps, resume=args.resume,
-        pack=not args.no_pack, **settings)
+        pack=not args.no_pack, **training_settings(sft_config(preset), args))
 
 
 def cmd_speedrun(args) -> None:
@@ -157,6 +163,17 @@ def cmd_chat(args) -> None:
 
 
 # --- argument parsing -------------------------------------------------------------------------
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of every stage that runs on the trainer (see `training_settings`)."""
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--device", help="auto | cpu | cuda | mps")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training setting, e.g. --set batch_size=8 --set lr=5e-4")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picochat", description="Build your own ChatGPT-style assistant.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,26 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_run(sub.add_parser("pretrain", help="train the base model by next-token prediction"))
     p.add_argument("--preset", default="cpu-tiny")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"])
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--device", help="auto | cpu | cuda | mps")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a training setting, e.g. --set batch_size=8 --set ckpt_every=50")
+    add_training_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = with_run(sub.add_parser("sft", help="fine-tune the base model on conversations (runs/R/sft)"))
     p.add_argument("--preset", help="recipe to use (default: the preset the base model was trained with)")
     p.add_argument("--mixture", help="mixture file, or a name in mixtures/ (default: default)")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument("--no-pack", action="store_true", help="one conversation per row (default: pack "
                    "whole conversations into each row)")
-    p.add_argument("--dtype", choices=["auto", "bf16", "fp32"])
-    p.add_argument("--device", help="auto | cpu | cuda | mps")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a fine-tuning setting, e.g. --set lr=5e-4 --set batch_size=8")
+    add_training_flags(p)
     p.set_defaults(func=cmd_sft)
 
     p = with_run(sub.add_parser("speedrun", help="the whole chain, skipping stages already done"))
