@@ -80,18 +80,10 @@ def cmd_data_tokenize(args) -> None:
 
 
 def cmd_tokenizer_train(args) -> None:
-    import time
-
-    from picochat.data.shards import iter_documents
-    from picochat.tokenizer import Tokenizer, iter_chars
+    from picochat.tokenizer import train_run_tokenizer
 
     run = RunDir(args.run, create=False)
-    started = time.time()
-    texts = iter_chars((d["text"] for d in iter_documents(run, "train")), args.max_chars)
-    tokenizer = Tokenizer.train(texts, args.vocab_size)
-    tokenizer.save(run.tokenizer)
-    seconds = time.time() - started
-    run.record_stage("tokenizer", status="done", vocab_size=tokenizer.vocab_size, seconds=round(seconds, 2))
+    tokenizer, seconds = train_run_tokenizer(run, args.vocab_size, args.max_chars)
     print(f"trained a {tokenizer.vocab_size}-token tokenizer in {seconds:.1f} s -> {run.tokenizer}")
 
 

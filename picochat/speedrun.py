@@ -19,9 +19,9 @@ CHAT_PROMPTS = ["Who are you?", "How many r's are in strawberry?", "What is the 
 
 def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: int = 2) -> None:
     from picochat.data.build import build_corpus
-    from picochat.data.shards import iter_documents, tokenize_corpus
+    from picochat.data.shards import tokenize_corpus
     from picochat.sample import sample
-    from picochat.tokenizer import Tokenizer
+    from picochat.tokenizer import train_run_tokenizer
     from picochat.train.pretrain import pretrain
     from picochat.train.sft import sft
 
@@ -35,9 +35,7 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
         build_corpus(run, **kwargs)
     if not (run.tokenizer / "tokenizer.json").exists():
         banner(f"tokenizer: train a {preset.vocab_size}-token byte-level BPE")
-        texts = (d["text"] for d in iter_documents(run, "train"))
-        Tokenizer.train(texts, preset.vocab_size).save(run.tokenizer)
-        run.record_stage("tokenizer", status="done", vocab_size=preset.vocab_size)
+        train_run_tokenizer(run, preset.vocab_size)
     if not (run.tokens / "index.json").exists():
         banner("data: tokenize into train/val shards")
         tokenize_corpus(run)

@@ -282,6 +282,22 @@ def bytes_per_token(encode, texts: list[str]) -> float:
     return n_bytes / max(n_tokens, 1)
 
 
+def train_run_tokenizer(run, vocab_size: int, max_chars: int = 2_000_000_000) -> tuple[Tokenizer, float]:
+    """Train on the run's train documents (at most `max_chars`), save it in run.tokenizer and
+    record the stage; returns the tokenizer and the seconds it took."""
+    import time
+
+    from picochat.data.shards import iter_documents
+
+    started = time.time()
+    texts = iter_chars((d["text"] for d in iter_documents(run, "train")), max_chars)
+    tokenizer = Tokenizer.train(texts, vocab_size)
+    tokenizer.save(run.tokenizer)
+    seconds = time.time() - started
+    run.record_stage("tokenizer", status="done", vocab_size=tokenizer.vocab_size, seconds=round(seconds, 2))
+    return tokenizer, seconds
+
+
 def iter_chars(texts: Iterable[str], max_chars: int) -> Iterator[str]:
     """Stop a text stream after `max_chars` characters (tokenizer training budget)."""
     seen = 0
