@@ -11,6 +11,10 @@
                     [--max-tokens N] [--seed N]
     picochat chat --run R [--stage sft] [--system TEXT]
     picochat serve --run R [--stage sft] [--host H] [--port N] [--api-key KEY] [--max-concurrency N]
+    picochat eval --run R [--stage base|sft] [--tasks LIST|core|chat] [--limit N]
+    picochat report --run R
+    picochat export --run R [--stage S] --format gguf|hf|twofiles --out DIR [--dtype f32|f16|bf16|q8_0]
+    picochat import PATH --run R [--stage S]          (a Llama-family HF directory or GGUF file)
 
 Each subcommand parses its flags and calls one function; the work lives in the modules.
 Under torchrun, `torchrun --standalone --nproc_per_node=N -m picochat.cli -- pretrain ...` trains
@@ -154,6 +158,30 @@ def cmd_chat(args) -> None:
          max_tokens=args.max_tokens, dtype=args.dtype, seed=args.seed)
 
 
+def cmd_eval(args) -> None:
+    from picochat.evals import run_evals
+
+    run_evals(RunDir(args.run, create=False), args.stage, tasks=args.tasks, limit=args.limit, seed=args.seed)
+
+
+def cmd_report(args) -> None:
+    from picochat.report import write_report
+
+    print(f"report: {write_report(RunDir(args.run, create=False))}")
+
+
+def cmd_export(args) -> None:
+    from picochat.export import export_model
+
+    export_model(RunDir(args.run, create=False), args.stage, args.format, args.out, dtype=args.dtype)
+
+
+def cmd_import(args) -> None:
+    from picochat.export.importer import import_model
+
+    import_model(args.path, RunDir(args.run), args.stage)
+
+
 # --- argument parsing -------------------------------------------------------------------------
 def add_training_flags(p: argparse.ArgumentParser) -> None:
     """Flags of every stage that runs on the trainer (see `training_settings`)."""
@@ -257,6 +285,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--device", default="cpu", help="cpu | cuda | mps")
     p.set_defaults(func=cmd_serve)
+
+    p = with_run(sub.add_parser("eval", help="benchmarks and probes; results in runs/R/evals/"))
+    p.add_argument("--stage", default="base")
+    p.add_argument("--tasks", default="core", help="comma-separated task names, or a suite: core | chat | all")
+    p.add_argument("--limit", type=int, help="at most N examples per task")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
+
+    with_run(sub.add_parser("report", help="the report card: runs/R/report/report.md with plots")
+             ).set_defaults(func=cmd_report)
+
+    p = with_run(sub.add_parser("export", help="write a model as GGUF, a Hugging Face directory, or model.gguf + run.py"))
+    p.add_argument("--stage", default="sft")
+    p.add_argument("--format", required=True, choices=["gguf", "hf", "twofiles"])
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16", "q8_0"], help="GGUF tensor type")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="bring a Llama-family model (HF directory or GGUF file) into a run")
+    p.add_argument("path")
+    p.add_argument("--run", required=True)
+    p.add_argument("--stage", default="base", help="where it lands: runs/R/<stage>/")
+    p.set_defaults(func=cmd_import)
     return parser
 
 
