@@ -83,14 +83,24 @@ def measure_matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 0, s
     return 2 * n**3 * iters / (time.perf_counter() - start)
 
 
+def peak_cache() -> Path:
+    return Path(os.environ.get("PICOCHAT_CACHE", Path.home() / ".cache" / "picochat")) / "peak_flops.json"
+
+
+def measured_peaks() -> dict[str, float]:
+    """The matmul peaks measured so far on this machine: "<machine> <dtype>" -> FLOP/s."""
+    try:
+        known = json.loads(peak_cache().read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
     """Measured matmul peak, cached per machine, thread count and dtype (for MFU)."""
-    cache = Path(os.environ.get("PICOCHAT_CACHE", Path.home() / ".cache" / "picochat")) / "peak_flops.json"
+    cache = peak_cache()
     key = f"{machine_key(device)} {dtype}"
-    try:
-        known = json.loads(cache.read_text())
-    except (OSError, json.JSONDecodeError):
-        known = {}
+    known = measured_peaks()
     if key not in known:
         known[key] = measure_matmul_flops(device, dtype)
         try:
