@@ -167,7 +167,7 @@ def cmd_eval(args) -> None:
 def cmd_report(args) -> None:
     from picochat.report import write_report
 
-    print(f"report: {write_report(RunDir(args.run, create=False))}")
+    print(f"report: {write_report(RunDir(args.run, create=False), price_per_hour=args.price_per_hour)}")
 
 
 def cmd_export(args) -> None:
@@ -293,8 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_eval)
 
-    with_run(sub.add_parser("report", help="the report card: runs/R/report/report.md with plots")
-             ).set_defaults(func=cmd_report)
+    p = with_run(sub.add_parser("report", help="the report card: runs/R/report/report.md with plots"))
+    p.add_argument("--price-per-hour", type=float, help="dollars per hour of this machine, for the cost "
+                   "column (default: on-demand cloud price of the same CPUs or GPUs)")
+    p.set_defaults(func=cmd_report)
 
     p = with_run(sub.add_parser("export", help="write a model as GGUF, a Hugging Face directory, or model.gguf + run.py"))
     p.add_argument("--stage", default="sft")

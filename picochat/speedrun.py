@@ -1,61 +1,201 @@
-"""The whole chain on one preset, each stage skipped when already done, so a killed speedrun
-picks up where it stopped (pretraining resumes from its newest checkpoint).
+"""The main job: the whole chain on one preset, from documents to a report card.
 
     picochat speedrun --run runs/demo --preset cpu-tiny
 
-data build -> tokenizer train -> data tokenize -> pretrain -> sample -> sft -> chat samples
+data build -> tokenizer train -> data tokenize -> pretrain -> sample base -> sft -> sample sft
+-> eval base -> eval sft -> report
+
+Each stage is skipped when its artifacts are complete, so a killed speedrun picks up where it
+stopped: pretraining and SFT resume from their newest checkpoint, the data build from its
+finished tasks, and an eval from the tasks already in runs/R/evals/<stage>.json. Each stage's
+wall time goes into run.json, which the report card turns into time and cost per stage.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
-from picochat.config import get_preset
-from picochat.rundir import RunDir
+from picochat.config import Preset, get_preset
+from picochat.rundir import RunDir, atomic_write_json
 
 SAMPLE_PROMPTS = ["The meaning of life is", "In the beginning", "Python is a programming language that"]
 CHAT_PROMPTS = ["Who are you?", "How many r's are in strawberry?", "What is the capital of France?"]
+# fixed seed, low temperature: samples that change only when the model does
+SAMPLING = {"base": dict(temperature=0.6, top_k=50, top_p=0.95, max_tokens=60, seed=0),
+            "chat": dict(temperature=0.6, top_k=50, top_p=0.95, max_tokens=80, seed=0)}
+EVAL_SUITES = {"base": "core", "sft": "chat"}   # the contract of picochat.evals: suite per stage
 
 
-def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: int = 2) -> None:
+class Stage(NamedTuple):
+    name: str                         # its entry in run.json
+    title: str
+    done: Callable[[], bool]          # artifacts complete: skip
+    work: Callable[[], dict | None]   # run it; returns what to record beside its time
+    records_itself: bool = False      # the stage writes its own run.json entry (with its seconds)
+
+
+def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: int = 2,
+             mixture: str | None = None, eval_limit: int | None = None) -> None:
+    preset = get_preset(preset_name)
+    started = time.time()
+    timings = dict((run.read_meta().get("stages", {}).get("speedrun") or {}).get("timings") or {})
+    for stage in plan(run, preset, source, workers, mixture, eval_limit):
+        if stage.done():
+            print(f"=== {stage.title}: already done, skipped ===", flush=True)
+            continue
+        banner(stage.title)
+        t0 = time.time()
+        info = stage.work() or {}
+        seconds = round(time.time() - t0, 1)
+        if not stage.records_itself:
+            run.record_stage(stage.name, status="done", seconds=seconds, **info)
+        timings[stage.name] = seconds
+        run.record_stage("speedrun", status="running", preset=preset.name, timings=timings)
+    total = round(time.time() - started, 1)
+    run.record_stage("speedrun", status="done", preset=preset.name, seconds=total, timings=timings)
+    print(f"\nspeedrun done in {total / 60:.1f} min; everything is in {run.path}")
+    print(f"report card:  {run.report / 'report.md'}")
+    print(f"chat:         picochat chat --run {run.path}")
+    print(f"serve:        picochat serve --run {run.path}   (OpenAI API at http://127.0.0.1:8000/v1, "
+          "web UI at http://127.0.0.1:8000/)")
+
+
+def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture: str | None,
+         eval_limit: int | None) -> list[Stage]:
     from picochat.data.build import build_corpus
     from picochat.data.shards import tokenize_corpus
-    from picochat.sample import sample
+    from picochat.report import write_report
     from picochat.tokenizer import train_run_tokenizer
     from picochat.train.pretrain import pretrain
     from picochat.train.sft import sft
 
-    preset = get_preset(preset_name)
-    stages = run.read_meta().get("stages", {})
-    started = time.time()
+    def data_done() -> bool:
+        return run.read_meta().get("stages", {}).get("data", {}).get("status") == "done"
 
-    if stages.get("data", {}).get("status") != "done":
-        banner("data: build the clean corpus")
+    def build() -> None:
         kwargs = {"workers": workers} if source is None else {"source": source, "workers": workers}
         build_corpus(run, **kwargs)
-    if not (run.tokenizer / "tokenizer.json").exists():
-        banner(f"tokenizer: train a {preset.vocab_size}-token byte-level BPE")
+
+    def tokenizer() -> None:
         train_run_tokenizer(run, preset.vocab_size)
-    if not (run.tokens / "index.json").exists():
-        banner("data: tokenize into train/val shards")
-        tokenize_corpus(run)
-    if not (run.model("base") / "config.json").exists():
-        banner(f"pretrain: {preset.name}")
+
+    def tokenize() -> dict:
+        return {"tokens": tokenize_corpus(run)["tokens"]}
+
+    def train_base() -> None:
         pretrain(run, preset, resume=True)
-    banner("sample from the base model")
-    for prompt in SAMPLE_PROMPTS:
-        sample(run, "base", prompt, temperature=0.8, top_k=50, top_p=0.95, max_tokens=60, seed=0)
-        print()
-    if not (run.model("sft") / "config.json").exists():
-        banner(f"sft: fine-tune {preset.name} on conversations")
-        sft(run, preset, resume=True)
-    banner("chat with the fine-tuned model")
-    for prompt in CHAT_PROMPTS:
-        print(f"> {prompt}")
-        sample(run, "sft", prompt, temperature=0.7, top_k=50, top_p=0.95, max_tokens=80, seed=0)
-        print()
-    run.record_stage("speedrun", status="done", preset=preset.name, seconds=round(time.time() - started, 1))
-    print(f"speedrun done in {(time.time() - started) / 60:.1f} min; everything is in {run.path}")
+
+    def train_sft() -> None:
+        sft(run, preset, mixture=mixture, resume=True)
+
+    def samples(stage: str) -> Callable[[], dict]:
+        return lambda: {"samples": len(store_samples(run, stage))}
+
+    def evaluate(stage: str) -> Callable[[], dict]:
+        return lambda: run_eval_stage(run, stage, eval_limit)
+
+    def model_done(stage: str) -> Callable[[], bool]:
+        return lambda: (run.model(stage) / "config.json").exists()
+
+    return [
+        Stage("data", "data: build the clean corpus", data_done, build, records_itself=True),
+        Stage("tokenizer", f"tokenizer: train a {preset.vocab_size}-token byte-level BPE",
+              lambda: (run.tokenizer / "tokenizer.json").exists(), tokenizer, records_itself=True),
+        Stage("tokenize", "data: tokenize into train/val shards", lambda: (run.tokens / "index.json").exists(),
+              tokenize),
+        Stage("base", f"pretrain: {preset.name}", model_done("base"), train_base, records_itself=True),
+        Stage("sample", "sample from the base model", lambda: samples_fresh(run, "base"), samples("base")),
+        Stage("sft", f"sft: fine-tune {preset.name} on conversations", model_done("sft"), train_sft,
+              records_itself=True),
+        Stage("sample_sft", "chat with the fine-tuned model", lambda: samples_fresh(run, "sft"), samples("sft")),
+        Stage("eval_base", "eval: the base model on the core suite", lambda: evals_done(run, "base"),
+              evaluate("base")),
+        Stage("eval_sft", "eval: the chat model on the chat suite", lambda: evals_done(run, "sft"),
+              evaluate("sft")),
+        # always rewritten: it is cheap and should show the latest of everything
+        Stage("report", "report card", lambda: False, lambda: {"path": str(write_report(run))}),
+    ]
+
+
+# --- samples ------------------------------------------------------------------------------------
+def samples_path(run: RunDir, stage: str) -> Path:
+    return run.path / "samples" / f"{stage}.json"
+
+
+def samples_fresh(run: RunDir, stage: str) -> bool:
+    """Stored samples exist and are newer than the model they came from."""
+    path, weights = samples_path(run, stage), run.model(stage) / "model.safetensors"
+    return path.exists() and weights.exists() and path.stat().st_mtime >= weights.stat().st_mtime
+
+
+def make_samples(run: RunDir, stage: str, out=sys.stdout) -> tuple[dict, list[dict]]:
+    """Generate from a stage's model at a fixed seed: the base model continues document starts,
+    a chat model answers user messages. Streams to `out`; returns (sampling, samples)."""
+    from picochat.sample import sample
+
+    params = SAMPLING["base" if stage == "base" else "chat"]
+    results = []
+    for prompt in SAMPLE_PROMPTS if stage == "base" else CHAT_PROMPTS:
+        if stage != "base":
+            out.write(f"> {prompt}\n")
+        results.append({"prompt": prompt, "output": sample(run, stage, prompt, out=out, **params)})
+        out.write("\n")
+    return params, results
+
+
+def store_samples(run: RunDir, stage: str) -> list[dict]:
+    params, samples = make_samples(run, stage)
+    atomic_write_json(samples_path(run, stage), {"stage": stage, "model": str(run.model(stage)),
+                                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                 "sampling": params, "samples": samples})
+    return samples
+
+
+# --- evals --------------------------------------------------------------------------------------
+def evals_available() -> bool:
+    try:
+        import picochat.evals  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def suite_tasks(suite: str) -> list[str] | None:
+    """The task names of an eval suite, from picochat.evals (None when it cannot say)."""
+    from picochat import evals
+
+    resolve = getattr(evals, "suite_tasks", None)
+    return list(resolve(suite)) if callable(resolve) else None
+
+
+def evals_done(run: RunDir, stage: str) -> bool:
+    """The stage's evals file holds every task of its suite (an interrupted eval keeps the
+    tasks it finished, so it is not done yet)."""
+    from picochat.report import read_json
+
+    if not evals_available():
+        print(f"=== eval {stage}: picochat.evals is not part of this install; skipped ===")
+        return True
+    results = read_json(run.path / "evals" / f"{stage}.json")
+    if not results or not isinstance(results.get("tasks"), dict):
+        return False
+    expected = suite_tasks(EVAL_SUITES[stage])
+    if expected is None:   # no list to check against: the aggregate is written once all are in
+        return bool((results.get("aggregate") or {}).get("tasks"))
+    return set(expected) <= set(results["tasks"])
+
+
+def run_eval_stage(run: RunDir, stage: str, limit: int | None) -> dict:
+    from picochat.evals import run_evals
+
+    results = run_evals(run, stage, tasks=EVAL_SUITES[stage], limit=limit)
+    agg = results.get("aggregate") or {}
+    return {"suite": EVAL_SUITES[stage], "tasks": len(results.get("tasks", {})),
+            **({agg["name"]: agg.get("value")} if agg.get("name") else {})}
 
 
 def banner(text: str) -> None:
