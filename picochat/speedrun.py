@@ -158,7 +158,7 @@ def store_samples(run: RunDir, stage: str) -> list[dict]:
 # --- evals --------------------------------------------------------------------------------------
 def evals_available() -> bool:
     try:
-        import picochat.evals  # noqa: F401
+        from picochat.evals import run_evals  # noqa: F401
     except ImportError:
         return False
     return True

@@ -1,0 +1,208 @@
+"""The speedrun on a micro preset (every stage once, skipped when done, times recorded) and the
+report card made from its run: sections, numbers, plots, and runs with parts missing."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from picochat.cli import main
+from picochat.model import load_pretrained
+from picochat.report import fmt_count, read_metrics, write_report
+from picochat.rundir import RunDir
+from picochat.speedrun import CHAT_PROMPTS, SAMPLE_PROMPTS, speedrun
+
+MIXTURE = {"name": "tiny", "seed": 0, "decontaminate": "none", "val_fraction": 0.1, "sources": [
+    {"name": "identity", "generator": "identity", "count": 30},
+    {"name": "arithmetic", "generator": "arithmetic", "count": 30}]}
+SECTIONS = ["## Hardware and code", "## Stages: time and cost", "## Model", "## Training", "## Evaluations",
+            "## Samples", "## Data"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def speedrun_run(prepared_run, tmp_path_factory):
+    """The micro speedrun from clean documents: tokenizer, shards, pretrain, samples, sft, evals
+    (when picochat.evals is installed), report. The fixture's documents were put in place
+    directly, so the data stage is marked done."""
+    root = tmp_path_factory.mktemp("speedrun")
+    run = root / "run"
+    shutil.copytree(prepared_run, run, ignore=shutil.ignore_patterns("tokenizer", "tokens"))
+    RunDir(run).record_stage("data", status="done", source="test")
+    (root / "mix.json").write_text(json.dumps(MIXTURE))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)   # micro models: one thread is faster on shared cores
+    try:
+        speedrun(RunDir(run), "micro", mixture=str(root / "mix.json"), eval_limit=4)
+    finally:
+        torch.set_num_threads(before)
+    return run
+
+
+def png_ok(path: Path) -> bool:
+    from matplotlib.image import imread
+
+    data = path.read_bytes()
+    if not data.startswith(PNG):
+        return False
+    pixels = imread(path)
+    return pixels.shape[0] >= 100 and pixels.shape[1] >= 100
+
+
+def images(report: Path) -> list[Path]:
+    return [report.parent / name for name in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report.read_text())]
+
+
+# --- speedrun -----------------------------------------------------------------------------------
+def test_speedrun_runs_every_stage_and_records_its_time(speedrun_run, capsys):
+    meta = json.loads((speedrun_run / "run.json").read_text())
+    stages = meta["stages"]
+    for name in ("tokenizer", "tokenize", "base", "sample", "sft", "sample_sft", "report"):
+        assert stages[name]["status"] == "done", name
+        assert stages[name]["seconds"] >= 0, name
+    timings = stages["speedrun"]["timings"]
+    assert {"tokenizer", "tokenize", "base", "sample", "sft", "sample_sft", "report"} <= set(timings)
+    assert "data" not in timings                          # marked done before: skipped
+    assert stages["tokenize"]["tokens"]["train"] > 0
+    assert stages["base"]["steps"] == 20 and stages["sft"]["mixture"] == "tiny"
+    base = json.loads((speedrun_run / "samples" / "base.json").read_text())
+    chat = json.loads((speedrun_run / "samples" / "sft.json").read_text())
+    assert [s["prompt"] for s in base["samples"]] == SAMPLE_PROMPTS
+    assert [s["prompt"] for s in chat["samples"]] == CHAT_PROMPTS
+    assert all(s["output"] for s in base["samples"])      # 60 tokens at temperature 0.6: never empty
+    assert (speedrun_run / "report" / "report.md").exists()
+
+    # a second speedrun finds everything done: no stage but the report runs again
+    weights = speedrun_run / "base" / "model.safetensors"
+    mtime, samples_before = weights.stat().st_mtime_ns, base
+    speedrun(RunDir(speedrun_run), "micro")
+    out = capsys.readouterr().out
+    for title in ("tokenizer", "pretrain", "sample from the base model", "sft", "chat with the fine-tuned"):
+        assert re.search(rf"=== {title}.*: already done, skipped ===", out), title
+    assert weights.stat().st_mtime_ns == mtime
+    assert json.loads((speedrun_run / "samples" / "base.json").read_text()) == samples_before
+    assert "picochat chat --run" in out and "picochat serve --run" in out and "report.md" in out
+    after = json.loads((speedrun_run / "run.json").read_text())["stages"]
+    assert after["speedrun"]["timings"]["base"] == timings["base"]   # the first run's time is kept
+
+
+def test_speedrun_redoes_samples_of_a_retrained_model(speedrun_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(speedrun_run, run)
+    stored = run / "samples" / "sft.json"
+    weights = run / "sft" / "model.safetensors"
+    weights.touch()                                       # the model is newer than its samples
+    speedrun(RunDir(run), "micro")
+    out = capsys.readouterr().out
+    assert "=== chat with the fine-tuned model ===" in out
+    assert stored.stat().st_mtime >= weights.stat().st_mtime
+
+
+# --- the report card ----------------------------------------------------------------------------
+def test_report_has_every_section_with_the_runs_numbers(speedrun_run):
+    path = write_report(RunDir(speedrun_run), price_per_hour=3600.0)   # $1 per second: cost = time
+    text = path.read_text()
+    assert path == speedrun_run / "report" / "report.md"
+    assert [s for s in SECTIONS if s not in text] == []
+    assert "could not be built" not in text
+    stages = json.loads((speedrun_run / "run.json").read_text())["stages"]
+    seconds = stages["base"]["seconds"]
+    assert re.search(rf"\| pretrain \| done \| [^|]+ \| \${seconds:.2f} \|", text)
+    model = load_pretrained(speedrun_run / "base")
+    assert f"{model.num_params():,}" in text and f"{model.num_params(embeddings=False):,}" in text
+    assert fmt_count(model.flops_per_token(64)) in text                  # micro trains at 64 tokens
+    assert f"{fmt_count(20 * 4 * 64)} (20 steps)" in text                # 20 steps x 4 rows x 64 tokens
+    val_bpb = stages["base"]["metrics"]["val_bpb"]
+    assert f"val_bpb {val_bpb:.4f} (step 20)" in text
+    stored = json.loads((speedrun_run / "samples" / "sft.json").read_text())["samples"]
+    assert all(f"user: {s['prompt']}\nassistant: {s['output']}" in text for s in stored)
+    assert "stored by the speedrun" in text
+    assert "_not run_ (no data/stats.json" in text                       # documents placed directly
+    names = [p.name for p in images(path)]
+    assert {"loss.png", "lr.png", "throughput.png"} <= set(names)
+    assert all(png_ok(p) for p in images(path))
+
+
+def test_eval_table_across_stages_with_aggregates_and_plot(speedrun_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(speedrun_run, run)
+
+    def task(value, chance, family="multiple_choice", n=40):
+        return {"family": family, "metric": "accuracy", "n": n, "value": value, "ci95": [value - 0.1, value + 0.1],
+                "chance": chance, "centered": (value - chance) / (1 - chance), "seconds": 2.5,
+                "examples": [{"prompt": "Q: 2+2?", "answer": "4", "target": "4", "correct": True}]}
+
+    base = {"stage": "base", "model": str(run / "base"), "updated": "2026-11-22T10:00:00", "seconds": 5.0,
+            "tasks": {"arc_easy": task(0.40, 0.25), "hellaswag": task(0.30, 0.25)},
+            "aggregate": {"name": "CORE", "value": 0.1333, "tasks": ["arc_easy", "hellaswag"]}}
+    sft = {"stage": "sft", "model": str(run / "sft"), "updated": "2026-11-22T10:05:00", "seconds": 7.5,
+           "tasks": {"arc_easy": task(0.45, 0.25), "arithmetic": task(0.2, 0.0, "generative")},
+           "aggregate": {"name": "ChatCORE", "value": 0.2333, "tasks": ["arc_easy", "arithmetic"]}}
+    (run / "evals").mkdir(exist_ok=True)
+    (run / "evals" / "base.json").write_text(json.dumps(base))
+    (run / "evals" / "sft.json").write_text(json.dumps(sft))
+    text = write_report(RunDir(run)).read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in text.splitlines() if line.startswith("| ")}
+    assert rows["arc_easy"] == ["multiple_choice", "accuracy", "0.250", "0.400 [0.300, 0.500] (n=40)", "0.200",
+                                "0.450 [0.350, 0.550] (n=40)", "0.267"]
+    assert rows["hellaswag"][-2:] == ["-", "-"]                       # not in the chat suite
+    assert rows["arithmetic"][3:5] == ["-", "-"] and rows["arithmetic"][-1] == "0.200"
+    assert rows["**CORE**"][-3] == "**0.1333**" and rows["**ChatCORE**"][-1] == "**0.2333**"
+    assert re.search(r"\| eval base \| done \| 5\.0 s \|", text)    # the tasks' own seconds add up
+    assert "base CORE **0.1333**" in text and "sft ChatCORE **0.2333**" in text
+    assert png_ok(run / "report" / "evals.png") and "(evals.png)" in text
+
+
+def test_report_of_a_base_only_run_says_what_did_not_run(speedrun_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(speedrun_run, run, ignore=shutil.ignore_patterns("sft", "sft.jsonl", "samples", "evals",
+                                                                       "tokens", "report"))
+    meta = json.loads((run / "run.json").read_text())
+    for stage in ("sft", "sample", "sample_sft", "eval_base", "eval_sft", "report", "tokenize"):
+        meta["stages"].pop(stage, None)
+    (run / "run.json").write_text(json.dumps(meta))
+    text = write_report(RunDir(run)).read_text()
+    assert "could not be built" not in text
+    assert re.search(r"\| sft \| not run \|", text) and re.search(r"\| eval base \| not run \|", text)
+    assert "## Evaluations\n\n_not run_" in text and "Token shards: _not run_" in text
+    assert "### base" in text and "### sft" not in text
+    assert "generated for this report" in text        # no stored samples: made at seed 0
+    assert all(png_ok(p) for p in images(run / "report" / "report.md"))
+
+    empty = RunDir(tmp_path / "empty")
+    text = write_report(empty).read_text()
+    assert [s for s in SECTIONS if s not in text] == [] and "could not be built" not in text
+    assert text.count("_not run_") >= 5 and not list((empty.report).glob("*.png"))
+
+
+def test_resumed_metrics_keep_the_last_record_of_each_step(tmp_path):
+    first = [{"step": s, "loss": 10.0 - s, "lr": 0.1, "tokens_per_s": 100.0, "mfu": 0.1} for s in (1, 2, 3, 4)]
+    second = [{"step": s, "loss": 5.0 - s, "lr": 0.2, "tokens_per_s": 200.0, "mfu": 0.2} for s in (3, 4, 5)]
+    lines = [json.dumps(r) for r in first] + [json.dumps({"step": 4, "val_bpb": 3.0}), '{"step": 5, "lo']
+    lines += [json.dumps(r) for r in second] + [json.dumps({"step": 4, "val_bpb": 2.5})]
+    path = tmp_path / "pretrain.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    m = read_metrics(path)
+    assert [r["step"] for r in m.train] == [1, 2, 3, 4, 5]
+    assert [r["loss"] for r in m.train] == [9.0, 8.0, 2.0, 1.0, 0.0]
+    assert m.evals == [{"step": 4, "val_bpb": 2.5}]
+    assert (m.dropped, m.unreadable) == (3, 1)
+
+    run = RunDir(tmp_path / "run")
+    run.metrics.mkdir()
+    shutil.copy(path, run.metrics / "pretrain.jsonl")
+    text = write_report(run).read_text()
+    assert "| base | 5 | 5 | 0.0000 | val_bpb 2.5000 (step 4) | 200 | 20.0% |" in text
+    assert "3 records of resumed steps replaced" in text and "1 unreadable lines skipped" in text
+
+
+def test_report_cli_errors(tmp_path, capsys):
+    assert main(["report", "--run", str(tmp_path / "nothing")]) == 2
+    assert "no run at" in capsys.readouterr().err
+    RunDir(tmp_path / "run")
+    assert main(["report", "--run", str(tmp_path / "run"), "--price-per-hour", "-1"]) == 2
+    assert "--price-per-hour" in capsys.readouterr().err
