@@ -552,10 +552,10 @@ def samples_section(run: RunDir) -> str:
         return NOT_RUN + " (no model to sample from)"
     parts = []
     for stage in stages:
-        if samples_fresh(run, stage):
-            stored = json.loads(samples_path(run, stage).read_text())
+        stored = read_json(samples_path(run, stage)) if samples_fresh(run, stage) else None
+        if stored and isinstance(stored.get("samples"), list):
             samples, origin = stored["samples"], f"stored by the speedrun ({stored.get('sampling')})"
-        else:
+        else:   # none stored, stale (the model was retrained since) or unreadable
             params, samples = make_samples(run, stage, out=io.StringIO())
             origin = f"generated for this report ({params})"
         kind = "completions of a document start" if stage == "base" else "answers to a user message"
