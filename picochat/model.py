@@ -64,8 +64,12 @@ class ModelConfig:
 
     @classmethod
     def from_hf(cls, hf: dict) -> "ModelConfig":
+        # transformers >= 5 writes rope_theta (and any scaling) inside rope_parameters
+        rope = hf.get("rope_parameters") or {}
         unsupported = {k: hf[k] for k in ("rope_scaling", "attention_bias", "mlp_bias")
                        if hf.get(k)}
+        if rope.get("rope_type", "default") != "default":
+            unsupported["rope_parameters"] = rope
         if hf.get("model_type", "llama") != "llama" or unsupported:
             raise PicochatError(f"not a plain Llama config (model_type={hf.get('model_type')}, "
                                 f"{unsupported or 'ok'}); picochat loads Llama-architecture models")
@@ -77,7 +81,8 @@ class ModelConfig:
                    n_kv_heads=hf.get("num_key_value_heads", n_heads),
                    ffn_dim=hf["intermediate_size"],
                    max_seq_len=hf.get("max_position_embeddings", 2048),
-                   rope_theta=hf.get("rope_theta", 10000.0), norm_eps=hf.get("rms_norm_eps", 1e-6))
+                   rope_theta=rope.get("rope_theta", hf.get("rope_theta", 10000.0)),
+                   norm_eps=hf.get("rms_norm_eps", 1e-6))
 
 
 class KVCache:
