@@ -119,7 +119,7 @@ def _normalize_call(call, where: str) -> dict:
 # --- rendering --------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _tojson_template():
-    # the template's own `tojson` filter (sorted keys, HTML-safe escapes), so calls render exactly
+    # the template's own `tojson` filter (Hugging Face's plain json.dumps), so calls render exactly
     return chat_environment().from_string("{{ value | tojson }}")
 
 

@@ -244,8 +244,15 @@ def chat_environment():
     def raise_exception(message: str):
         raise PicochatError(f"chat template: {message}")
 
+    def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        # Hugging Face's filter: plain json.dumps (Jinja's own sorts keys and HTML-escapes <>&'),
+        # so a template renders the same here, in transformers and in llama.cpp.
+        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                          sort_keys=sort_keys)
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
+    env.filters["tojson"] = tojson
     return env
 
 

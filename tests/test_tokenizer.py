@@ -50,7 +50,7 @@ def test_chat_template_matches_transformers(tok, prepared_run):
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "What is 6*7?"},
         {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "calculator", "arguments": {"expr": "6*7"}}}]},
+            {"type": "function", "function": {"name": "calculator", "arguments": {"expr": "6*7", "note": "a<b & 'c'", "a": 1}}}]},
         {"role": "tool", "content": "42"},
         {"role": "assistant", "content": "42.", "thinking": "The tool said 42."},
         {"role": "user", "content": "Thanks"},
@@ -59,7 +59,9 @@ def test_chat_template_matches_transformers(tok, prepared_run):
     theirs = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert ours == theirs
     assert ours.startswith("<|bos|><|system|>Be brief.<|end|><|user|>")
-    assert '<|tool_call|>{"name": "calculator", "arguments": {"expr": "6*7"}}<|/tool_call|>' in ours
+    # keys in the caller's order and no HTML escapes, as transformers (json.dumps) writes them
+    assert ('<|tool_call|>{"name": "calculator", "arguments": {"expr": "6*7", "note": "a<b & \'c\'", '
+            '"a": 1}}<|/tool_call|>') in ours
     assert "<|think|>The tool said 42.<|/think|>42." in ours and ours.endswith("<|assistant|>")
 
 
