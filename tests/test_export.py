@@ -137,7 +137,9 @@ def test_run_py_tokens_and_logits_equal_picochat(tiny_run, twofiles):
     reference = load_pretrained(tiny_run / "sft").eval()
     with torch.no_grad():
         expected = reference(torch.tensor([ids]))[0].numpy()
-    np.testing.assert_allclose(ours.forward(ids, 0, all_logits=True), expected, atol=1e-4, rtol=0)
+    logits = ours.forward(ids, 0, all_logits=True)
+    assert logits.dtype == np.float32           # no silent float64 promotion (4x slower decoding)
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
     # the KV cache: the same positions one token at a time
     step = [ours.forward(ids[:10], 0)] + [ours.forward([t], i) for i, t in enumerate(ids[10:], start=10)]
     np.testing.assert_allclose(np.stack(step), expected[9:], atol=1e-4, rtol=0)

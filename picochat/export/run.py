@@ -354,7 +354,7 @@ class Llama:
             self.v_cache[i, :, pos:S] = (h @ wv.T).reshape(T, K, Dh).transpose(1, 0, 2)
             keys, values = self.k_cache[i, :, :S], self.v_cache[i, :, :S]        # (K, S, Dh)
             q = q.reshape(T, K, G, Dh).transpose(1, 2, 0, 3)                     # (K, G, T, Dh)
-            scores = q @ keys[:, None].transpose(0, 1, 3, 2) / np.sqrt(Dh) + mask  # (K, G, T, S)
+            scores = q @ keys[:, None].transpose(0, 1, 3, 2) / math.sqrt(Dh) + mask  # (K, G, T, S)
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             scores /= scores.sum(axis=-1, keepdims=True)
             y = (scores @ values[:, None]).transpose(2, 0, 1, 3).reshape(T, H * Dh)  # (T, D)
