@@ -361,7 +361,8 @@ def test_llama_cpp_reads_the_gguf_with_picochat_tokens_and_greedy_text(tiny_run,
 def test_hf_export_has_a_model_card_and_loads_in_transformers(trained_run, tmp_path):
     transformers = pytest.importorskip("transformers")
     (trained_run / "evals").mkdir(exist_ok=True)
-    (trained_run / "evals" / "base.json").write_text(json.dumps({"tasks": {"arithmetic": {"accuracy": 0.125}}}))
+    (trained_run / "evals" / "base.json").write_text(json.dumps({"tasks": {"arithmetic": {
+        "family": "generative", "metric": "exact_match", "value": 0.125, "chance": 0.0, "n": 40}}}))
     out = tmp_path / "hf"
     assert main(["export", "--run", str(trained_run), "--stage", "base", "--format", "hf", "--out", str(out)]) == 0
     card = (out / "README.md").read_text()
@@ -369,13 +370,31 @@ def test_hf_export_has_a_model_card_and_loads_in_transformers(trained_run, tmp_p
     assert "license: mit" in front and "library_name: transformers" in front and "- picochat" in front
     meta = json.loads((trained_run / "run.json").read_text())["stages"]["base"]
     assert "30 steps" in card and f"{meta['metrics']['val_bpb']:.3f}" in card
-    assert "tasks/arithmetic/accuracy | 0.125" in card
+    assert "| arithmetic | exact_match | 0.125 | 0.000 | 40 |" in card
     assert "AutoModelForCausalLM" in card and "## Limitations" in card
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
     ids = torch.randint(0, 512, (2, 30), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, load_pretrained(trained_run / "base")(ids), atol=1e-4, rtol=0)
     assert transformers.AutoTokenizer.from_pretrained(str(out)).chat_template == CHAT_TEMPLATE
+
+
+def test_model_card_examples_run_as_written(trained_run, tiny_run, tmp_path):
+    """The cards' Python examples (base: completion; sft: chat template), run in a fresh
+    process on the exported folders, print text."""
+    scripts = []
+    for run, stage in ((trained_run, "base"), (tiny_run, "sft")):
+        out = tmp_path / stage
+        assert main(["export", "--run", str(run), "--stage", stage, "--format", "hf", "--out", str(out)]) == 0
+        (code,) = re.findall(r"```python\n(.*?)```", (out / "README.md").read_text(), flags=re.DOTALL)
+        scripts.append(code.replace("path/to/this/folder", str(out)).replace("max_new_tokens=100", "max_new_tokens=8")
+                       + "print('<<END>>')\n")
+    assert "apply_chat_template" in scripts[1] and "apply_chat_template" not in scripts[0]
+    (tmp_path / "examples.py").write_text("\n".join(scripts))
+    result = subprocess.run([sys.executable, "examples.py"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("<<END>>") == 2
 
 
 def test_import_transformers_llama_gives_the_same_logits(prepared_run, tmp_path, capsys):

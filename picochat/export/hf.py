@@ -44,22 +44,17 @@ def _human(n: float) -> str:
 
 
 def _eval_lines(evals: dict) -> list[str]:
-    """evals/<stage>.json as a table of numeric results (nested keys joined with '/')."""
-    rows = []
-
-    def walk(prefix: str, obj) -> None:
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                walk(f"{prefix}/{k}" if prefix else str(k), v)
-        elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-            rows.append((prefix, obj))
-
-    walk("", evals)
-    if not rows:
-        return []
-    lines = ["| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows[:60]]
-    return lines
+    """evals/<stage>.json (`picochat eval`: tasks with metric, value, chance, n; an aggregate)
+    as a table."""
+    num = lambda x: f"{x:.3f}" if isinstance(x, (int, float)) else "-"
+    tasks = evals.get("tasks") if isinstance(evals.get("tasks"), dict) else {}
+    rows = [f"| {name} | {t.get('metric', '-')} | {num(t.get('value'))} | {num(t.get('chance'))} | "
+            f"{t.get('n', '-')} |" for name, t in tasks.items()
+            if isinstance(t, dict) and isinstance(t.get("value"), (int, float))]
+    agg = evals.get("aggregate") or {}
+    if isinstance(agg, dict) and isinstance(agg.get("value"), (int, float)):
+        rows.append(f"| **{agg.get('name', 'aggregate')}** | mean centered | {num(agg['value'])} | | |")
+    return ["| task | metric | value | chance | examples |", "|---|---|---:|---:|---:|", *rows] if rows else []
 
 
 def model_card(model, run: RunDir, stage: str) -> str:
@@ -131,10 +126,11 @@ def model_card(model, run: RunDir, stage: str) -> str:
               'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")']
     if chat:
         lines += ['messages = [{"role": "user", "content": "Who are you?"}]',
-                  "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\")",
-                  "out = model.generate(ids, max_new_tokens=100, do_sample=True, temperature=0.8, top_p=0.95,",
-                  "                     eos_token_id=tokenizer.eos_token_id)",
-                  "print(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))"]
+                  "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,",
+                  '                                       return_tensors="pt", return_dict=True)',
+                  "out = model.generate(**inputs, max_new_tokens=100, do_sample=True, temperature=0.8,",
+                  "                     top_p=0.95, eos_token_id=tokenizer.eos_token_id)",
+                  'print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))']
     else:
         lines += ['ids = tokenizer("<|bos|>The meaning of life is", return_tensors="pt").input_ids',
                   "out = model.generate(ids, max_new_tokens=50, do_sample=True, temperature=0.8, top_p=0.95)",
