@@ -339,6 +339,14 @@ def test_llama_cpp_reads_the_gguf_with_picochat_tokens_and_greedy_text(tiny_run,
     assert llm.tokenize(b"<|user|>hi<|end|>", add_bos=True, special=True) == \
         tok.encode_special("<|bos|><|user|>hi<|end|>")
     assert llm.metadata["tokenizer.chat_template"] == CHAT_TEMPLATE
+    # llama-cpp-python's chat formatter, given the file's template, renders picochat's prompt
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi, who are you?"}]
+    rendered = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"], eos_token="<|end|>",
+                                   bos_token="<|bos|>")(messages=messages).prompt
+    assert llm.tokenize(rendered.encode(), add_bos=False, special=True) == \
+        render_ids(tok, messages).ids + [tok.special_tokens["<|assistant|>"]]
     model = load_pretrained(tiny_run / "sft").eval()
     ids = tok.encode(PROMPT, bos=True)
     with torch.no_grad():
