@@ -470,12 +470,17 @@ def chat(model, tok, args, rng):
             cached += 1
         print("assistant> ", end="", flush=True)
         printer, reply = Printer(tok), []
-        for token in generate(model, ids, cached, room, args.temperature, args.top_p, rng, {end}):
-            reply.append(token)
-            if token != end:
-                printer(token)
+        try:
+            for token in generate(model, ids, cached, room, args.temperature, args.top_p, rng, {end}):
+                reply.append(token)
+                if token != end:
+                    printer(token)
+        except KeyboardInterrupt:      # Ctrl-C stops the answer, not the chat
+            print(" [stopped]", end="")
         printer.end()
-        cached_ids = ids + reply[:-1]   # the last token was sampled, never run
+        # the cache holds the prompt (once a token came out) and every reply token but the last,
+        # which was sampled and never run through the model
+        cached_ids = ids + reply[:-1] if reply else ids[:cached]
         messages.append(("assistant", tok.decode([t for t in reply if t != end])))
 
 
