@@ -245,11 +245,13 @@ class Tokenizer:
             raise ModelError(f"pre-tokenizer {pre!r} is not supported; run.py implements the "
                              f"GPT-4/Llama 3 split ({', '.join(SPLITS)})")
         self.ignore_merges = SPLITS[pre]
-        tokens = meta["tokenizer.ggml.tokens"]
+        tokens = meta.get("tokenizer.ggml.tokens") or []
         types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
         self.byte_char = bytes_to_unicode()
         char_byte = {c: b for b, c in self.byte_char.items()}
         self.id_of = {t: i for i, t in enumerate(tokens) if types[i] == 1}       # normal tokens
+        if any(c not in self.id_of for c in char_byte):
+            raise ModelError("the vocabulary lacks some of the 256 byte tokens: not a byte-level BPE")
         self.special = {t: i for i, t in enumerate(tokens) if types[i] == 3}     # control tokens
         self.bytes_of = [bytes(char_byte[c] for c in t) if all(c in char_byte for c in t)
                          else t.encode("utf-8") for t in tokens]
