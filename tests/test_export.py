@@ -145,6 +145,21 @@ def test_run_py_tokens_and_logits_equal_picochat(tiny_run, twofiles):
     np.testing.assert_allclose(np.stack(step), expected[9:], atol=1e-4, rtol=0)
 
 
+def test_run_py_dequantizes_every_dtype_like_gguf(tiny_run, tmp_path):
+    """run.py's own f16 / bf16 / q8_0 decoding gives exactly the gguf package's fp32 values."""
+    from gguf.quants import dequantize
+
+    for dtype in ("f16", "bf16", "q8_0"):
+        assert main(["export", "--run", str(tiny_run), "--stage", "sft", "--format", "twofiles",
+                     "--dtype", dtype, "--out", str(tmp_path / dtype)]) == 0
+        _, ours = run_py.read_gguf(tmp_path / dtype / "model.gguf")
+        reader = gguf.GGUFReader(str(tmp_path / dtype / "model.gguf"))
+        assert {t.tensor_type.name for t in reader.tensors} == {"F32", dtype.upper()}
+        for t in reader.tensors:
+            expected = dequantize(t.data, t.tensor_type).reshape([int(d) for d in reversed(t.shape)])
+            np.testing.assert_array_equal(ours[t.name], expected, err_msg=f"{dtype} {t.name}")
+
+
 def test_run_py_chat_follows_the_template(tiny_run, twofiles):
     result = run_script(twofiles, "model.gguf", "--temperature", "0", "--max-tokens", "12",
                         "--system", "Be brief.", stdin="Who are you?\nAnd then?\n")
