@@ -21,7 +21,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from picochat.linear_ce import linear_cross_entropy
 from picochat.rundir import PicochatError, atomic_write_json
 
 
@@ -288,11 +287,8 @@ class Llama(nn.Module):
                     std = residual_std if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
                     p.copy_(torch.randn(p.shape, generator=g) * std)
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None,
-                targets: torch.Tensor | None = None, ignore_index: int = -100) -> torch.Tensor:
-        """input_ids (B, T) -> logits (B, T, V). With a cache, the T tokens continue it.
-        With targets (B, T): the mean next-token cross-entropy instead, through the fused
-        output layer + loss (picochat/linear_ce.py), so the logits are never kept."""
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """input_ids (B, T) -> logits (B, T, V). With a cache, the T tokens continue it."""
         B, T = input_ids.shape
         x = self.model.embed_tokens(input_ids)                                    # (B, T, D)
         if cache is None:
@@ -310,10 +306,7 @@ class Llama(nn.Module):
             x = layer(x, cos, sin, cache, mask)
         if cache is not None:
             cache.length += T
-        x = self.model.norm(x)                                                    # (B, T, D)
-        if targets is not None:
-            return linear_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index)
-        return self.lm_head(x)                                                    # (B, T, V)
+        return self.lm_head(self.model.norm(x))                                   # (B, T, V)
 
     # --- accounting -----------------------------------------------------------------------
     def num_params(self, embeddings: bool = True) -> int:

@@ -127,8 +127,11 @@ class ChatObjective:
         return collate([self.row(first + i) for i in range(self.batch_size)], self.pad_id)
 
     def loss(self, model, batch) -> torch.Tensor:
-        # mean over the assistant's tokens (targets elsewhere are IGNORE)
-        return model(batch["input_ids"], targets=batch["targets"], ignore_index=IGNORE)
+        logits = model(batch["input_ids"])                                  # (B, T, V)
+        targets = batch["targets"].flatten()
+        per_token = F.cross_entropy(logits.flatten(0, 1), targets, ignore_index=IGNORE, reduction="none")
+        count = (targets != IGNORE).sum().clamp(min=1)
+        return per_token.float().sum() / count
 
     def evaluate(self, model, rank: int, world: int) -> dict[str, float]:
         """Mean loss per assistant token over the held-out conversations (each rank a share)."""
