@@ -451,6 +451,8 @@ def plot_throughput(metrics: dict[str, Metrics], out: Path) -> str | None:
 
 # --- evaluations --------------------------------------------------------------------------------
 def fmt_value(task: dict) -> str:
+    if task.get("skipped"):
+        return "skipped"
     value = task.get("value")
     if not isinstance(value, (int, float)):
         return "-"
@@ -494,6 +496,10 @@ def evals_section(run: RunDir, evals: dict[str, dict], out: Path) -> str:
             cells += ["", f"**{agg['value']:.4f}**" if agg and isinstance(agg.get("value"), (int, float)) else "-"]
         lines.append(f"| **{name}** | aggregate | mean centered | | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
+    skipped = {f"{name}: {one_line(t['skipped'], 200)}" for r in evals.values() for name, t in r["tasks"].items()
+               if t.get("skipped")}
+    if skipped:
+        text += "\n\nSkipped (could not run here): " + "; ".join(sorted(skipped)) + "."
     text += ("\n\nValue with its bootstrap 95% interval and the number of examples scored; centered = "
              "(value - chance) / (1 - chance), so 0 is guessing and 1 is perfect. Aggregates: "
              + "; ".join(f"{name} over {', '.join(next(iter(ps.values())).get('tasks') or [])}"

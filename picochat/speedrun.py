@@ -156,37 +156,22 @@ def store_samples(run: RunDir, stage: str) -> list[dict]:
 
 
 # --- evals --------------------------------------------------------------------------------------
-def evals_available() -> bool:
-    try:
-        from picochat.evals import run_evals  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def suite_tasks(suite: str) -> list[str] | None:
-    """The task names of an eval suite, from picochat.evals (None when it cannot say)."""
-    from picochat import evals
-
-    resolve = getattr(evals, "suite_tasks", None)
-    return list(resolve(suite)) if callable(resolve) else None
-
-
 def evals_done(run: RunDir, stage: str) -> bool:
-    """The stage's evals file holds every task of its suite (an interrupted eval keeps the
-    tasks it finished, so it is not done yet)."""
+    """The stage's evals file holds every task of its suite, scored on the current weights (an
+    interrupted eval keeps the tasks it finished, so it is not done yet)."""
     from picochat.report import read_json
 
-    if not evals_available():
+    try:
+        from picochat.evals import model_fingerprint, suite_tasks
+    except ImportError:
         print(f"=== eval {stage}: picochat.evals is not part of this install; skipped ===")
         return True
     results = read_json(run.path / "evals" / f"{stage}.json")
     if not results or not isinstance(results.get("tasks"), dict):
         return False
-    expected = suite_tasks(EVAL_SUITES[stage])
-    if expected is None:   # no list to check against: the aggregate is written once all are in
-        return bool((results.get("aggregate") or {}).get("tasks"))
-    return set(expected) <= set(results["tasks"])
+    if results.get("model_fingerprint") != model_fingerprint(run.model(stage)):
+        return False          # scores of weights retrained since: run_evals starts a new file
+    return set(suite_tasks(EVAL_SUITES[stage])) <= set(results["tasks"])
 
 
 def run_eval_stage(run: RunDir, stage: str, limit: int | None) -> dict:

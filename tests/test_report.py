@@ -2,6 +2,7 @@
 report card made from its run: sections, numbers, plots, and runs with parts missing."""
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -94,7 +95,7 @@ def test_speedrun_redoes_samples_of_a_retrained_model(speedrun_run, tmp_path, ca
     shutil.copytree(speedrun_run, run)
     stored = run / "samples" / "sft.json"
     weights = run / "sft" / "model.safetensors"
-    weights.touch()                                       # the model is newer than its samples
+    os.utime(stored, (0, 0))                              # the model is newer than its samples
     speedrun(RunDir(run), "micro")
     out = capsys.readouterr().out
     assert "=== chat with the fine-tuned model ===" in out
@@ -141,6 +142,10 @@ def test_eval_table_across_stages_with_aggregates_and_plot(speedrun_run, tmp_pat
     sft = {"stage": "sft", "model": str(run / "sft"), "updated": "2026-11-22T10:05:00", "seconds": 7.5,
            "tasks": {"arc_easy": task(0.45, 0.25), "arithmetic": task(0.2, 0.0, "generative")},
            "aggregate": {"name": "ChatCORE", "value": 0.2333, "tasks": ["arc_easy", "arithmetic"]}}
+    meta = json.loads((run / "run.json").read_text())
+    for stage in ("eval_base", "eval_sft"):           # as if evaluated with `picochat eval`, not the speedrun
+        meta["stages"].pop(stage, None)
+    (run / "run.json").write_text(json.dumps(meta))
     (run / "evals").mkdir(exist_ok=True)
     (run / "evals" / "base.json").write_text(json.dumps(base))
     (run / "evals" / "sft.json").write_text(json.dumps(sft))
@@ -206,3 +211,20 @@ def test_report_cli_errors(tmp_path, capsys):
     RunDir(tmp_path / "run")
     assert main(["report", "--run", str(tmp_path / "run"), "--price-per-hour", "-1"]) == 2
     assert "--price-per-hour" in capsys.readouterr().err
+
+
+def test_speedrun_evaluates_both_stages_and_the_report_shows_it(speedrun_run):
+    evals = pytest.importorskip("picochat.evals")
+    stages = json.loads((speedrun_run / "run.json").read_text())["stages"]
+    text = (speedrun_run / "report" / "report.md").read_text()
+    for stage, suite, aggregate in (("base", "core", "CORE"), ("sft", "chat", "ChatCORE")):
+        results = json.loads((speedrun_run / "evals" / f"{stage}.json").read_text())
+        assert set(evals.suite_tasks(suite)) <= set(results["tasks"])
+        assert stages[f"eval_{stage}"]["status"] == "done" and stages[f"eval_{stage}"]["suite"] == suite
+        assert results["aggregate"]["name"] == aggregate and f"| **{aggregate}** |" in text
+        for name, task in results["tasks"].items():
+            row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+            if task.get("skipped"):
+                assert "skipped" in row
+            elif task["family"] != "bpb":
+                assert f"{task['value']:.3f}" in row and f"(n={task['n']})" in row
