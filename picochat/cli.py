@@ -179,7 +179,7 @@ def cmd_export(args) -> None:
 def cmd_import(args) -> None:
     from picochat.export.importer import import_model
 
-    import_model(args.path, RunDir(args.run), args.stage)
+    import_model(args.path, args.run, args.stage)
 
 
 # --- argument parsing -------------------------------------------------------------------------

@@ -33,17 +33,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from picochat.rundir import PicochatError, RunDir
+from picochat.rundir import STAGES, PicochatError, RunDir
 
 GGUF_PRE_TOKENIZERS = ("llama-bpe", "llama3", "llama-v3")   # cl100k's split, ignore_merges on
 
 
-def import_model(path: str | Path, run: RunDir, stage: str = "base") -> Path:
-    """Write the model at `path` into run/<stage>/; returns that folder."""
+def import_model(path: str | Path, run: RunDir | str | Path, stage: str = "base") -> Path:
+    """Write the model at `path` into run/<stage>/; returns that folder. Given a path, the run
+    folder is created only once the model has been read, so a failed import leaves nothing."""
     from picochat.model import save_pretrained
 
     path = Path(path)
-    dest = run.model(stage)
+    if stage not in STAGES:
+        raise PicochatError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    dest = (run.path if isinstance(run, RunDir) else Path(run)) / stage
     if not path.exists():
         raise PicochatError(f"{path} does not exist; give a Hugging Face model folder or a .gguf file")
     if (dest / "config.json").exists():
@@ -54,6 +57,8 @@ def import_model(path: str | Path, run: RunDir, stage: str = "base") -> Path:
         model, tokenizer = from_gguf(path)
     else:
         raise PicochatError(f"{path} is neither a model folder (with config.json) nor a GGUF file")
+    if not isinstance(run, RunDir):
+        run = RunDir(run)
     save_pretrained(model.eval(), dest, tokenizer)
     if not (run.tokenizer / "tokenizer.json").exists():
         tokenizer.save(run.tokenizer)   # so `picochat data tokenize` can prepare data for it
