@@ -290,7 +290,9 @@ def stages_section(run: RunDir, meta: dict, evals: dict[str, dict], rate: float,
     lines.append(f"| **total** | | **{fmt_seconds(total)}** | **{fmt_dollars(total / 3600 * rate)}** | |")
     notes = [f"Cost assumption: {assumption}."]
     speedrun = recorded.get("speedrun") or {}
-    if isinstance(speedrun.get("seconds"), (int, float)):
+    if speedrun.get("status") == "running":
+        notes.append("This report is the last stage of a `picochat speedrun` still running.")
+    elif isinstance(speedrun.get("seconds"), (int, float)):
         notes.append(f"The last `picochat speedrun` took {fmt_seconds(speedrun['seconds'])} end to end "
                      "(stages already done were skipped).")
     notes.append("A stage's wall time is that of its last attempt (a resumed stage does not count "
@@ -512,21 +514,33 @@ def evals_section(run: RunDir, evals: dict[str, dict], out: Path) -> str:
     return text + "\n\n" + eval_examples(evals)
 
 
+def centered_interval(task: dict) -> tuple[float, float] | None:
+    """The 95% interval of the value, on the centered scale."""
+    ci, chance, value = task.get("ci95"), task.get("chance"), task.get("centered")
+    if not (isinstance(ci, (list, tuple)) and len(ci) == 2 and isinstance(chance, (int, float))
+            and isinstance(value, (int, float)) and chance < 1):
+        return None
+    low, high = ((x - chance) / (1 - chance) for x in ci)
+    return max(value - low, 0.0), max(high - value, 0.0)
+
+
 def plot_centered(evals: dict[str, dict], out: Path) -> str | None:
     tasks = list(dict.fromkeys(name for r in evals.values() for name, t in r["tasks"].items()
                                if isinstance(t.get("centered"), (int, float))))
     if not tasks:
         return None
-    fig, (ax,) = figure(width=max(5.5, 0.7 * len(tasks) * len(evals) + 2), height=4.2)
+    fig, (ax,) = figure(width=min(16.0, max(6.0, 0.3 * len(tasks) * len(evals) + 2)), height=4.5)
     width = 0.8 / len(evals)
     for i, (stage, results) in enumerate(evals.items()):
-        xs = [j + (i - (len(evals) - 1) / 2) * width for j in range(len(tasks))]
-        ys = [(results["tasks"].get(t) or {}).get("centered") for t in tasks]
-        ax.bar([x for x, y in zip(xs, ys) if isinstance(y, (int, float))],
-               [y for y in ys if isinstance(y, (int, float))], width, label=stage)
+        bars = [(j + (i - (len(evals) - 1) / 2) * width, results["tasks"].get(t) or {}) for j, t in enumerate(tasks)]
+        bars = [(x, t) for x, t in bars if isinstance(t.get("centered"), (int, float))]
+        errors = [centered_interval(t) or (0.0, 0.0) for _, t in bars]
+        ax.bar([x for x, _ in bars], [t["centered"] for _, t in bars], width, label=stage,
+               yerr=[[e[0] for e in errors], [e[1] for e in errors]], capsize=2, error_kw={"linewidth": 0.8})
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right")
+    ax.set_xticks(range(len(tasks)), tasks, rotation=35, ha="right")
     ax.set_ylabel("centered accuracy (0 = chance)")
+    ax.set_title("Centered accuracy per task, with 95% intervals")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.savefig(out / "evals.png", dpi=100)

@@ -12,7 +12,7 @@ import torch
 
 from picochat.cli import main
 from picochat.model import load_pretrained
-from picochat.report import fmt_count, read_metrics, write_report
+from picochat.report import centered_interval, fmt_count, read_metrics, write_report
 from picochat.rundir import RunDir
 from picochat.speedrun import CHAT_PROMPTS, SAMPLE_PROMPTS, speedrun
 
@@ -160,6 +160,8 @@ def test_eval_table_across_stages_with_aggregates_and_plot(speedrun_run, tmp_pat
     assert re.search(r"\| eval base \| done \| 5\.0 s \|", text)    # the tasks' own seconds add up
     assert "base CORE **0.1333**" in text and "sft ChatCORE **0.2333**" in text
     assert png_ok(run / "report" / "evals.png") and "(evals.png)" in text
+    low, high = centered_interval(base["tasks"]["arc_easy"])     # [0.3, 0.5] around 0.4, chance 0.25
+    assert low == pytest.approx(0.2 - 0.05 / 0.75) and high == pytest.approx(0.25 / 0.75 - 0.2)
 
 
 def test_report_of_a_base_only_run_says_what_did_not_run(speedrun_run, tmp_path):
