@@ -198,7 +198,7 @@ def price(info: dict, per_hour: float | None) -> tuple[float, str]:
         "to use your own figure)")
 
 
-def hardware_section(run: RunDir, meta: dict, info: dict) -> str:
+def hardware_section(meta: dict, info: dict) -> str:
     from picochat.hardware import measured_peaks
 
     commit, dirty = git_state()
@@ -235,7 +235,7 @@ def stage_seconds(name: str, entry: dict, evals: dict[str, dict]) -> float | Non
     return None
 
 
-def stage_output(name: str, entry: dict, run: RunDir, evals: dict[str, dict]) -> str:
+def stage_output(name: str, entry: dict, evals: dict[str, dict]) -> str:
     m = entry.get("metrics") or {}
     if name == "data" and "documents" in entry:
         return f"{entry['documents']:,} documents, {entry.get('bytes', 0) / 1e6:.1f} MB"
@@ -286,7 +286,7 @@ def stages_section(run: RunDir, meta: dict, evals: dict[str, dict], rate: float,
         total += seconds or 0
         cost = fmt_dollars(seconds / 3600 * rate) if seconds is not None else "-"
         lines.append(f"| {labels.get(name, name)} | {status} | {fmt_seconds(seconds, 'not recorded')} | {cost} | "
-                     f"{stage_output(name, entry, run, evals)} |")
+                     f"{stage_output(name, entry, evals)} |")
     lines.append(f"| **total** | | **{fmt_seconds(total)}** | **{fmt_dollars(total / 3600 * rate)}** | |")
     notes = [f"Cost assumption: {assumption}."]
     speedrun = recorded.get("speedrun") or {}
@@ -627,7 +627,7 @@ def guarded(title: str, build, *args) -> str:
     return f"## {title}\n\n{body}\n"
 
 
-def headline(run: RunDir, meta: dict, evals: dict[str, dict]) -> str:
+def headline(meta: dict, evals: dict[str, dict]) -> str:
     stages = meta.get("stages") or {}
     items = []
     preset = next((e.get("preset") for e in stages.values() if isinstance(e, dict) and e.get("preset")), None)
@@ -654,8 +654,8 @@ def write_report(run: RunDir, price_per_hour: float | None = None) -> Path:
     with atomic_dir(run.report) as out:
         sections = [
             f"# picochat report card: {run.path.name}\n\n"
-            f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} for `{run.path}`: {headline(run, meta, evals)}.\n",
-            guarded("Hardware and code", hardware_section, run, meta, info),
+            f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} for `{run.path}`: {headline(meta, evals)}.\n",
+            guarded("Hardware and code", hardware_section, meta, info),
             guarded("Stages: time and cost", stages_section, run, meta, evals, rate, assumption),
             guarded("Model", model_section, run, meta),
             guarded("Training", training_section, run, out),
