@@ -12,6 +12,7 @@
     picochat chat --run R [--stage sft] [--system TEXT]
     picochat serve --run R [--stage sft] [--host H] [--port N] [--api-key KEY] [--max-concurrency N]
     picochat eval --run R [--stage base|sft] [--tasks LIST|core|chat|all] [--limit N] [--shots K]
+                  [--scoring mean|sum|pmi]
     picochat report --run R
     picochat export --run R [--stage S] --format gguf|hf|twofiles --out DIR [--dtype f32|f16|bf16|q8_0]
     picochat import PATH --run R [--stage S]          (a Llama-family HF directory or GGUF file)
@@ -162,7 +163,7 @@ def cmd_eval(args) -> None:
     from picochat.evals import run_evals
 
     run_evals(RunDir(args.run, create=False), args.stage, tasks=args.tasks, limit=args.limit, seed=args.seed,
-              shots=args.shots)
+              shots=args.shots, scoring=args.scoring)
 
 
 def cmd_report(args) -> None:
@@ -293,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: core for base, chat for later stages)")
     p.add_argument("--limit", type=int, help="N examples per task instead of each task's default")
     p.add_argument("--shots", type=int, help="few-shot examples for multiple-choice tasks (default 3)")
+    p.add_argument("--scoring", choices=["mean", "sum", "pmi"],
+                   help="how choices are compared: mean log-prob per token (default), sum, or pmi")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_eval)
 

@@ -154,11 +154,18 @@ def model_fingerprint(folder: Path) -> str:
 
 
 # --- running --------------------------------------------------------------------------------------
-def run_task(task: Task, subject: Subject, run: RunDir, limit: int, seed: int, shots: int | None) -> dict:
-    """Run one task and put its outcomes into the results schema."""
+def task_options(task: Task, shots: int | None, scoring: str | None) -> dict:
+    """The task's keyword options with the run's overrides (few-shot count, scoring rule)."""
     options = dict(task.options)
     if shots is not None and "shots" in options:
         options["shots"] = shots
+    if scoring is not None and task.family in ("multiple_choice", "probe"):
+        options["normalize"] = scoring
+    return options
+
+
+def run_task(task: Task, subject: Subject, run: RunDir, limit: int, seed: int, options: dict) -> dict:
+    """Run one task and put its outcomes into the results schema."""
     started = time.perf_counter()
     raw = task.run(subject, run, limit, seed, **options)
     seconds = round(time.perf_counter() - started, 2)
@@ -208,12 +215,14 @@ HEADER = (f"{'task':20s} {'family':15s} {'metric':8s} {'n':>5s} {'value':>7s} {'
 
 
 def run_evals(run: RunDir, stage: str = "base", tasks: str | None = None, limit: int | None = None,
-              seed: int = 0, shots: int | None = None, device: str = "auto", dtype: str = "auto") -> dict:
+              seed: int = 0, shots: int | None = None, scoring: str | None = None, device: str = "auto",
+              dtype: str = "auto") -> dict:
     """Evaluate run.model(stage) on a suite or task list; write runs/R/evals/<stage>.json.
 
     tasks: None (the stage's suite: core for base, chat for later stages), a suite name, or
     comma-separated task names. limit: examples per task instead of each task's default.
-    shots: few-shot examples for the multiple-choice tasks (default 3)."""
+    shots: few-shot examples for the multiple-choice tasks (default 3). scoring: how choices are
+    compared, mean (default) | sum | pmi (see picochat/evals/multiple_choice.py)."""
     from picochat.hardware import pick_device
 
     folder = run.require(run.model(stage) / "config.json", f"the {stage} model",
@@ -223,6 +232,8 @@ def run_evals(run: RunDir, stage: str = "base", tasks: str | None = None, limit:
         raise PicochatError(f"--limit must be at least 1, not {limit}")
     if shots is not None and shots < 0:
         raise PicochatError(f"--shots must be 0 or more, not {shots}")
+    if scoring is not None and scoring not in multiple_choice.SCORING:
+        raise PicochatError(f"--scoring must be one of {', '.join(multiple_choice.SCORING)}, not {scoring!r}")
     path = run.path / "evals" / f"{stage}.json"
     fingerprint = model_fingerprint(folder)
     results = read_results(path, fingerprint)
@@ -234,14 +245,14 @@ def run_evals(run: RunDir, stage: str = "base", tasks: str | None = None, limit:
     for name in names:
         task = TASKS[name]
         n = limit or task.limit
-        settings = {"version": VERSION, "limit": n, "seed": seed,
-                    "shots": shots if shots is not None else task.options.get("shots")}
+        options = task_options(task, shots, scoring)
+        settings = {"version": VERSION, "limit": n, "seed": seed, **options}
         old = stored.get(name)
         if old and old.get("settings") == settings and not old.get("skipped"):
             print(fmt_row(name, old) + "  (stored)")
             continue
         try:
-            entry = run_task(task, subject, run, n, seed, shots)
+            entry = run_task(task, subject, run, n, seed, options)
         except TaskUnavailable as e:
             entry = skipped_entry(task, str(e))
         entry["settings"] = settings

@@ -35,6 +35,7 @@ import random
 import subprocess
 import sys
 import tarfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +189,7 @@ def score_questions(subject: Subject, questions: list[Question], fmt: Format, li
         distinct = sorted({tuple(c) for _, _, conts in chosen for c in conts})
         lps = subject.logprobs([neutral], [[list(c) for c in distinct]])[0]
         prior = {c: sum(lp) for c, lp in zip(distinct, lps)}
-    outcomes, examples = [], []
+    outcomes, examples, picked = [], [], []
     tie_rng = random.Random(seed)
     for (q, ids, conts), lps in zip(chosen, logprobs):
         if normalize == "pmi":
@@ -198,17 +199,21 @@ def score_questions(subject: Subject, questions: list[Question], fmt: Format, li
         best = max(scores)
         pick = tie_rng.choice([j for j, s in enumerate(scores) if s == best])
         outcomes.append(float(pick == q.gold))
+        picked.append(q.choices[pick])
         if len(examples) < EXAMPLES_KEPT:
             examples.append({"prompt": q.question[:500], "answer": q.choices[pick],
                              "target": q.choices[q.gold], "correct": pick == q.gold})
     chance = sum(1 / len(q.choices) for q, _, _ in chosen) / len(chosen)
     return {"outcomes": outcomes, "chance": chance, "examples": examples,
             "few_shot": round(used_shots / len(chosen), 2), "skipped_too_long": skipped,
-            "scoring": SCORING[normalize]}
+            "scoring": SCORING[normalize],
+            # how often the most frequent answer was given: 1.0 is a model that always says the
+            # same thing (its accuracy is then that answer's share of the sample, not knowledge)
+            "top_answer_share": round(Counter(picked).most_common(1)[0][1] / len(picked), 3)}
 
 
 def run_bigbench(subject: Subject, run, limit: int, seed: int, task: str, subtasks: Sequence[str] = (),
-                 shots: int = 3, all_tasks: Sequence[str] = ()) -> dict:
+                 shots: int = 3, all_tasks: Sequence[str] = (), normalize: str = "mean") -> dict:
     """A BIG-bench task (`run`, the RunDir, is not needed: the data comes from the cache)."""
     fmt, questions = bigbench_questions(task, subtasks, all_tasks)
-    return score_questions(subject, questions, fmt, limit, seed, shots=shots)
+    return score_questions(subject, questions, fmt, limit, seed, shots=shots, normalize=normalize)

@@ -138,24 +138,24 @@ def _with_distractors(entries: list[Entry], limit: int, seed: int) -> list[tuple
     return out
 
 
-def dictionary(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
+def dictionary(subject: Subject, run: RunDir, limit: int, seed: int, normalize: str = "mean") -> dict:
     items = _with_distractors(dictionary_entries(run, seed=seed), limit, seed)
     if subject.chat:
         qs = [Question(f'What does the word "{e.word.lower()}" mean?', [g.definition for g in group],
                        group.index(e)) for e, group in items]
-        return score_questions(subject, qs, Format(), len(qs), seed, shots=0)
+        return score_questions(subject, qs, Format(), len(qs), seed, shots=0, normalize=normalize)
     qs = [Question(e.head, [g.definition for g in group], group.index(e)) for e, group in items]
-    return score_questions(subject, qs, PLAIN, len(qs), seed, shots=0)
+    return score_questions(subject, qs, PLAIN, len(qs), seed, shots=0, normalize=normalize)
 
 
-def reversal(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
+def reversal(subject: Subject, run: RunDir, limit: int, seed: int, normalize: str = "mean") -> dict:
     items = _with_distractors(dictionary_entries(run, seed=seed), limit, seed)
     if subject.chat:
         qs = [Question(f'Which word means: "{e.definition}"?', [g.word.lower() for g in group], group.index(e))
               for e, group in items]
-        return score_questions(subject, qs, Format(), len(qs), seed, shots=0)
+        return score_questions(subject, qs, Format(), len(qs), seed, shots=0, normalize=normalize)
     qs = [Question(e.definition, [g.word for g in group], group.index(e)) for e, group in items]
-    return score_questions(subject, qs, Format(q="", a="\nThe word defined above is "), len(qs), seed, shots=0)
+    return score_questions(subject, qs, Format(q="", a="\nThe word defined above is "), len(qs), seed, shots=0, normalize=normalize)
 
 
 # --- letters vs tokens ------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def misspellings(word: str, rng: random.Random, n: int = 3) -> list[str]:
     return sorted(out)
 
 
-def spelling(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
+def spelling(subject: Subject, run: RunDir, limit: int, seed: int, normalize: str = "mean") -> dict:
     rng = random.Random(seed)
     words = single_token_words(subject)
     qs = []
@@ -212,7 +212,7 @@ def spelling(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
         else:
             qs.append(Question(f'How do you spell "{w}" letter by letter?', [spelled(g) for g in group],
                                group.index(w)))
-    return score_questions(subject, qs, Format(), len(qs), seed, shots=0)
+    return score_questions(subject, qs, Format(), len(qs), seed, shots=0, normalize=normalize)
 
 
 def times(n: int) -> str:
@@ -250,6 +250,6 @@ def letter_count_questions(words: list[str], limit: int, seed: int, chat: bool) 
     return qs
 
 
-def letter_count(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
+def letter_count(subject: Subject, run: RunDir, limit: int, seed: int, normalize: str = "mean") -> dict:
     qs = letter_count_questions(single_token_words(subject), limit, seed, subject.chat)
-    return score_questions(subject, qs, Format(), len(qs), seed, shots=0)
+    return score_questions(subject, qs, Format(), len(qs), seed, shots=0, normalize=normalize)
