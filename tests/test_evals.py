@@ -334,3 +334,32 @@ def test_humaneval_task_runs_generated_code_in_the_sandbox(tok):
 
     result = generative.humaneval(Subject(micro(tok, context=1024), tok, chat=False), None, 2, 0, max_tokens=16)
     assert len(result["outcomes"]) == 2 and sum(result["sandbox"].values()) == 2
+
+
+def test_heldout_probes_are_well_formed_and_scored(fresh_run, tok):
+    from picochat.data.shards import id_hash
+    from picochat.evals import heldout
+
+    # a held-out document of plain sentences: its id hashes below every other, so it is the
+    # run's validation document
+    lowest = min(id_hash(i) for i in pq.read_table(fresh_run / "data" / "clean", columns=["id"])["id"].to_pylist())
+    doc_id = next(f"val{k}" for k in range(100_000) if id_hash(f"val{k}") < lowest)
+    rng = random.Random(0)
+    words = "the a river stone bright quiet walked over under garden small old green".split()
+    text = " ".join(" ".join(rng.choice(words) for _ in range(12)).capitalize() + "." for _ in range(60))
+    pq.write_table(pa.Table.from_pylist([{"id": doc_id, "url": "https://val.local/", "source": "test",
+                                          "lang": "en", "text": text}]), fresh_run / "data" / "clean" / "val.parquet")
+    run = RunDir(fresh_run, create=False)
+    val_text = " ".join(" ".join(t.split()) for t in heldout.heldout_texts(run))
+    for context, choices, gold in heldout.continuation_items(run, 20, seed=0):
+        assert len(choices) == 4 and len(context.split()) == heldout.CONTEXT_WORDS
+        assert context + choices[gold] in val_text          # the document's own next words
+    pairs = heldout.word_order_items(run, 30, seed=0)
+    assert len(pairs) >= 10 and {g for _, _, g in pairs} == {0, 1}
+    for _, (a, b), gold in pairs:
+        real, swapped = ((a, b) if gold == 0 else (b, a))
+        assert real in val_text and sorted(real.split()) == sorted(swapped.split())
+        diff = [i for i, (x, y) in enumerate(zip(real.split(), swapped.split())) if x != y]
+        assert len(diff) == 2 and diff[1] == diff[0] + 1     # two neighbouring words swapped
+    result = heldout.word_order(Subject(micro(tok), tok, chat=False), run, 30, seed=0)
+    assert result["chance"] == 0.5 and len(result["outcomes"]) == len(pairs)

@@ -5,7 +5,8 @@
 Task families, one file each: bpb.py (bits per byte on held-out text), multiple_choice.py
 (BIG-bench tasks scored by log-likelihood), generative.py (reasoning-gym and HumanEval answers
 checked by a checker; code runs in sandbox.py), probes.py (picochat's own: dictionary knowledge,
-the reversal curse, letters vs tokens); scoring.py turns outcomes into accuracy, a bootstrap
+the reversal curse, letters vs tokens), heldout.py (language modelling on held-out documents:
+continuation, word order); scoring.py turns outcomes into accuracy, a bootstrap
 95% interval, chance and centered accuracy, and the stage's aggregate.
 
 Suites: "core" for base models (aggregate CORE: mean centered accuracy of its multiple-choice
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from picochat.evals import bpb, generative, multiple_choice, probes
+from picochat.evals import bpb, generative, heldout, multiple_choice, probes
 from picochat.evals.scoring import aggregate, summarize
 from picochat.evals.subject import Subject, TaskUnavailable
 from picochat.rundir import PicochatError, RunDir, atomic_write_json
@@ -84,6 +85,10 @@ def _registry() -> dict[str, Task]:
              "spell a single-token word: right spelling among 4"),
         Task("letter_count", "probe", "accuracy", 200, probes.letter_count,
              "how often a letter occurs in a word (0-3, balanced)"),
+        Task("continuation", "probe", "accuracy", 200, heldout.continuation,
+             "40 held-out words: their own next 12 among 4 spans (HellaSwag-style)"),
+        Task("word_order", "probe", "accuracy", 300, heldout.word_order,
+             "a held-out sentence or it with two neighbouring words swapped (BLiMP-style)"),
         Task("gsm_symbolic", "generative", "pass@1", 40,
              partial(generative.reasoning_gym, dataset="gsm_symbolic"),
              "grade-school math word problems (reasoning-gym's GSM8K templates)"),
