@@ -33,7 +33,7 @@ def endless_run(prepared_run, tmp_path_factory):
     shutil.copytree(prepared_run, run)
     tok = Tokenizer.load(run / "tokenizer")
     model = Llama(ModelConfig(vocab_size=tok.vocab_size, dim=64, n_layers=2, n_heads=4, n_kv_heads=2,
-                              max_seq_len=4096))
+                              max_seq_len=16384))
     model.init_weights(seed=1)
     with torch.no_grad():
         model.lm_head.weight.mul_(20.0)
@@ -83,14 +83,16 @@ def test_chat_handles_bad_input_and_commands(trained_run, tmp_path):
 
 def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(endless_run):
     pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(chat_cmd(endless_run, "--max-tokens", "4000", "--temperature", "0")[0],
-                          chat_cmd(endless_run, "--max-tokens", "4000", "--temperature", "0")[1:],
+    # a micro model writes thousands of tokens a second: the answer must be long enough to still
+    # be running when Ctrl-C arrives
+    cmd = chat_cmd(endless_run, "--max-tokens", "16000", "--temperature", "0")
+    child = pexpect.spawn(cmd[0], cmd[1:],
                           timeout=120, encoding="utf-8")
     try:
         child.expect("you: ")
         child.sendline("tell me a long story")
         child.expect("assistant: ")
-        time.sleep(1.0)
+        time.sleep(0.3)
         child.sendintr()
         child.expect_exact("[stopped]")
         child.expect("you: ")

@@ -363,3 +363,6 @@ def test_heldout_probes_are_well_formed_and_scored(fresh_run, tok):
         assert len(diff) == 2 and diff[1] == diff[0] + 1     # two neighbouring words swapped
     result = heldout.word_order(Subject(micro(tok), tok, chat=False), run, 30, seed=0)
     assert result["chance"] == 0.5 and len(result["outcomes"]) == len(pairs)
+    # a short context keeps the last words of the passage rather than failing
+    short = heldout.continuation(Subject(micro(tok, context=48), tok, chat=False), run, 10, seed=0)
+    assert len(short["outcomes"]) == 10 and short["skipped_too_long"] == 0

@@ -115,13 +115,21 @@ def word_order_items(run: RunDir, limit: int, seed: int) -> list[tuple[str, list
 def score_text(subject: Subject, items: list[tuple[str, list[str], int]], per_token: bool, chance: float) -> dict:
     """items: (context, choices, gold). Each choice is scored as plain text after the context."""
     tok = subject.tokenizer
-    prompts, conts = [], []
-    for context, choices, _ in items:
-        prompts.append([tok.bos_id] + tok.encode(context))
-        conts.append([tok.encode(c) for c in choices])
+    prompts, conts, kept = [], [], []
+    for item in items:
+        context, choices, _ = item
+        ids = [tok.encode(c) for c in choices]
+        room = subject.context - 1 - max(map(len, ids))   # the context keeps its last words
+        if room < 0:
+            continue
+        prompts.append([tok.bos_id] + (tok.encode(context)[-room:] if room else []))
+        conts.append(ids)
+        kept.append(item)
+    if not kept:
+        raise TaskUnavailable(f"no item fits the model's {subject.context}-token context")
     logprobs = subject.logprobs(prompts, conts)
     outcomes, examples, picked = [], [], []
-    for (context, choices, gold), lps in zip(items, logprobs):
+    for (context, choices, gold), lps in zip(kept, logprobs):
         scores = [sum(lp) / (len(lp) if per_token else 1) for lp in lps]
         pick = max(range(len(scores)), key=scores.__getitem__)
         outcomes.append(float(pick == gold))
@@ -131,4 +139,5 @@ def score_text(subject: Subject, items: list[tuple[str, list[str], int]], per_to
                              "correct": pick == gold})
     return {"outcomes": outcomes, "chance": chance, "examples": examples,
             "scoring": "mean log-prob per token" if per_token else "total log-prob",
+            "skipped_too_long": len(items) - len(kept),
             "top_answer_share": round(Counter(picked).most_common(1)[0][1] / len(picked), 3)}
