@@ -3,6 +3,7 @@ pseudo-terminal (Ctrl-C stops an answer, the chat goes on)."""
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -86,7 +87,9 @@ def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(endless_run):
     # a micro model writes thousands of tokens a second: the answer must be long enough to still
     # be running when Ctrl-C arrives
     cmd = chat_cmd(endless_run, "--max-tokens", "16000", "--temperature", "0")
-    child = pexpect.spawn(cmd[0], cmd[1:],
+    # SIGINT as in a terminal, even when the suite itself runs as a background job (which
+    # ignores SIGINT, and children would inherit that)
+    child = pexpect.spawn(cmd[0], cmd[1:], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                           timeout=120, encoding="utf-8")
     try:
         child.expect("you: ")
