@@ -15,7 +15,7 @@ import json
 import re
 import tarfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Container, Iterable, Iterator
 
 from picochat.data.sources import SOURCES_CACHE
 from picochat.rundir import PicochatError
@@ -42,9 +42,31 @@ def doc_ngram_hashes(text: str, n: int) -> Iterator[str]:
     return ngrams(text, n)
 
 
+BIGBENCH_SPEC = "bigbench==1.0.0"
+BIGBENCH_HINT = f"pip download --no-deps {BIGBENCH_SPEC} -d {SOURCES_CACHE}"
+
+
 def bigbench_tarball() -> Path | None:
     found = sorted(SOURCES_CACHE.glob("bigbench-*.tar.gz"))
     return found[-1] if found else None
+
+
+def bigbench_task_files(path: Path, wanted: Container[str]) -> Iterator[tuple[str, str, dict]]:
+    """(task, folder, task.json) for every task.json of the wanted tasks in the BIG-bench sdist,
+    subtasks included (folder "task" or "task/subtask"), in one pass over the tarball."""
+    try:
+        with tarfile.open(path) as tar:
+            for m in tar:
+                parts = m.name.split("/")
+                # <sdist>/bigbench/benchmark_tasks/<task>/[<subtask>/]task.json
+                if not (m.isfile() and parts[-1] == "task.json" and "benchmark_tasks" in parts):
+                    continue
+                at = parts.index("benchmark_tasks")
+                if parts[at + 1] in wanted:
+                    yield parts[at + 1], "/".join(parts[at + 1:-1]), json.loads(tar.extractfile(m).read())
+    except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError) as e:
+        raise PicochatError(f"{path} is unreadable or truncated ({e}); delete it and fetch it "
+                            f"again with: {BIGBENCH_HINT}") from e
 
 
 def _strings(obj) -> Iterator[str]:
@@ -65,16 +87,8 @@ def bigbench_texts(tasks: Iterable[str] = BIGBENCH_TASKS) -> Iterator[str]:
     path = bigbench_tarball()
     if path is None:
         return
-    wanted = set(tasks)
-    with tarfile.open(path) as tar:
-        for m in tar:
-            parts = m.name.split("/")
-            # <sdist>/bigbench/benchmark_tasks/<task>/[<subtask>/]task.json
-            if m.isfile() and parts[-1] == "task.json" and "benchmark_tasks" in parts:
-                task = parts[parts.index("benchmark_tasks") + 1]
-                if task in wanted:
-                    data = json.loads(tar.extractfile(m).read())
-                    yield from _strings(data.get("examples", []))
+    for _, _, data in bigbench_task_files(path, set(tasks)):
+        yield from _strings(data.get("examples", []))
 
 
 def file_texts(path: Path) -> Iterator[str]:

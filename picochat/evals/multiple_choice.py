@@ -34,20 +34,17 @@ import json
 import random
 import subprocess
 import sys
-import tarfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from picochat.data.decontam import bigbench_tarball
+from picochat.data.decontam import BIGBENCH_HINT, BIGBENCH_SPEC, bigbench_tarball, bigbench_task_files
 from picochat.data.sources import CACHE, SOURCES_CACHE
 from picochat.evals.subject import Format, Shot, Subject, TaskUnavailable
 from picochat.rundir import PicochatError, atomic_write_json
 
 BIGBENCH_CACHE = CACHE / "bigbench"
-BIGBENCH_SPEC = "bigbench==1.0.0"
-BIGBENCH_HINT = f"pip download --no-deps {BIGBENCH_SPEC} -d {SOURCES_CACHE}"
 EXAMPLES_KEPT = 3
 SCORING = {"pmi": "log p(choice | prompt) - log p(choice | neutral prompt)",
            "sum": "log p(choice | prompt)", "mean": "log p(choice | prompt) per token"}
@@ -87,18 +84,8 @@ def extract_bigbench(tasks: Sequence[str]) -> None:
     BIGBENCH_CACHE/<task>.json as [[relative folder, task.json], ...]."""
     path = fetch_bigbench()
     found: dict[str, list] = {t: [] for t in tasks}
-    try:
-        with tarfile.open(path) as tar:
-            for m in tar:
-                parts = m.name.split("/")
-                if not (m.isfile() and parts[-1] == "task.json" and "benchmark_tasks" in parts):
-                    continue
-                at = parts.index("benchmark_tasks")
-                if parts[at + 1] in found:
-                    found[parts[at + 1]].append(["/".join(parts[at + 1:-1]), json.loads(tar.extractfile(m).read())])
-    except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError) as e:
-        raise PicochatError(f"{path} is unreadable or truncated ({e}); delete it and fetch it again "
-                            f"with: {BIGBENCH_HINT}") from e
+    for task, folder, data in bigbench_task_files(path, found):
+        found[task].append([folder, data])
     for task, files in found.items():
         if files:
             atomic_write_json(BIGBENCH_CACHE / f"{task}.json", sorted(files, key=lambda f: f[0]))

@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import json
 import re
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from picochat.chat import assistant, user
-from picochat.data.decontam import BIGBENCH_TASKS, _strings, bigbench_tarball
-from picochat.data.sources import SOURCES_CACHE
+from picochat.data.decontam import BIGBENCH_HINT, BIGBENCH_TASKS, _strings, bigbench_tarball, bigbench_task_files
 from picochat.rundir import PicochatError
 
-BIGBENCH_HINT = f"pip download --no-deps bigbench==1.0.0 -d {SOURCES_CACHE}"
 
 
 def _package_dir(module: str, hint: str) -> Path:
@@ -51,21 +48,11 @@ def read_bigbench(wanted: set[str], eval_tasks: tuple[str, ...] = BIGBENCH_TASKS
         raise PicochatError(f"BIG-bench is not in the sources cache; fetch it with: {BIGBENCH_HINT}")
     tasks: dict[str, list[dict]] = {t: [] for t in wanted}
     eval_texts: list[str] = []
-    eval_set = set(eval_tasks)
-    try:
-        with tarfile.open(path) as tar:
-            for m in tar:
-                parts = m.name.split("/")
-                if not (m.isfile() and parts[-1] == "task.json" and "benchmark_tasks" in parts):
-                    continue
-                task = parts[parts.index("benchmark_tasks") + 1]
-                if task in wanted:
-                    tasks[task].append(json.loads(tar.extractfile(m).read()))
-                elif task in eval_set:
-                    eval_texts.extend(_strings(json.loads(tar.extractfile(m).read()).get("examples", [])))
-    except (tarfile.TarError, OSError, EOFError, json.JSONDecodeError) as e:
-        raise PicochatError(f"{path} is unreadable or truncated ({e}); delete it and fetch it "
-                            f"again with: {BIGBENCH_HINT}") from e
+    for task, _, data in bigbench_task_files(path, set(wanted) | set(eval_tasks)):
+        if task in wanted:
+            tasks[task].append(data)
+        else:
+            eval_texts.extend(_strings(data.get("examples", [])))
     return tasks, eval_texts
 
 
