@@ -277,6 +277,9 @@ def stages_section(run: RunDir, meta: dict, evals: dict[str, dict], rate: float,
     total = 0.0
     for name in names:
         entry = recorded.get(name) or {}
+        if name == "report" and entry.get("status") != "done":
+            lines.append("| report | writing (this file) | - | - | |")
+            continue
         seconds = stage_seconds(name, entry, evals)
         status = entry.get("status") or ("done" if made_by(run, name, evals) else "not run")
         status = "running or interrupted" if status == "running" else status
