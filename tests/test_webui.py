@@ -22,7 +22,7 @@ if not (CHROMIUM and DRIVER):
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-from serve_model import STORY, LiveServer, make_chat_run  # noqa: E402
+from serve_model import STORY, LiveServer, make_chat_run
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
