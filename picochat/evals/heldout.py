@@ -42,10 +42,12 @@ def heldout_texts(run: RunDir, max_docs: int = 2000) -> list[str]:
         raise TaskUnavailable(f"the held-out probes need the run's clean documents: {e}") from e
     threshold = val_threshold(run)
     texts = []
-    for path in files:
-        table = pq.read_table(path, columns=["id", "text"])
-        texts += [t for i, t in zip(table.column("id").to_pylist(), table.column("text").to_pylist())
-                  if id_hash(i) <= threshold]
+    for path in files:   # ids first: only the ~2% of texts that are held out are read
+        held_out = [i for i in pq.read_table(path, columns=["id"]).column("id").to_pylist()
+                    if id_hash(i) <= threshold]
+        if held_out:
+            table = pq.read_table(path, columns=["text"], filters=[("id", "in", held_out)])
+            texts += table.column("text").to_pylist()
     if not texts:
         raise TaskUnavailable(f"no validation documents in {run.clean}")
     texts.sort()
