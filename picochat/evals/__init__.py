@@ -23,6 +23,7 @@ the reason.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -164,8 +165,8 @@ def task_options(task: Task, shots: int | None, scoring: str | None) -> dict:
     options = dict(task.options)
     if shots is not None and "shots" in options:
         options["shots"] = shots
-    if scoring is not None and task.family in ("multiple_choice", "probe"):
-        options["normalize"] = scoring
+    if scoring is not None and "normalize" in inspect.signature(task.run).parameters:
+        options["normalize"] = scoring   # tasks that choose between answers by a scoring rule
     return options
 
 

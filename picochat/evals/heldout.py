@@ -54,12 +54,12 @@ def heldout_texts(run: RunDir, max_docs: int = 2000) -> list[str]:
     return texts[:max_docs]
 
 
-def continuation(subject: Subject, run: RunDir, limit: int, seed: int, normalize: str | None = None) -> dict:
-    # (each probe's scoring is fixed by what it compares; `normalize` is accepted and unused)
+def continuation(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
+    # each probe's scoring is fixed by what it compares (so `--scoring` does not apply)
     return score_text(subject, continuation_items(run, limit, seed), per_token=True, chance=1 / 4)
 
 
-def word_order(subject: Subject, run: RunDir, limit: int, seed: int, normalize: str | None = None) -> dict:
+def word_order(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
     return score_text(subject, word_order_items(run, limit, seed), per_token=False, chance=1 / 2)
 
 
