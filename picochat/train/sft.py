@@ -28,9 +28,8 @@ from picochat.model import load_pretrained, save_pretrained
 from picochat.rundir import PicochatError, RunDir
 from picochat.sft_data.mixture import build_mixture, load_mixture, read_rows
 from picochat.tokenizer import Tokenizer
+from picochat.train.loss import IGNORE, token_cross_entropy
 from picochat.train.trainer import Trainer, all_reduce_sum
-
-IGNORE = -100  # target id F.cross_entropy skips: padding and every token not the assistant's
 
 
 def collate(rows: list[Rendered], pad_id: int) -> dict[str, torch.Tensor]:
@@ -127,11 +126,7 @@ class ChatObjective:
         return collate([self.row(first + i) for i in range(self.batch_size)], self.pad_id)
 
     def loss(self, model, batch) -> torch.Tensor:
-        logits = model(batch["input_ids"])                                  # (B, T, V)
-        targets = batch["targets"].flatten()
-        per_token = F.cross_entropy(logits.flatten(0, 1), targets, ignore_index=IGNORE, reduction="none")
-        count = (targets != IGNORE).sum().clamp(min=1)
-        return per_token.float().sum() / count
+        return token_cross_entropy(model(batch["input_ids"]), batch["targets"])
 
     def evaluate(self, model, rank: int, world: int) -> dict[str, float]:
         """Mean loss per assistant token over the held-out conversations (each rank a share)."""
