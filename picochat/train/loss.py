@@ -46,6 +46,8 @@ class _CrossEntropyWithGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
         (grad,) = ctx.saved_tensors
+        # In place, so a second backward through the same graph (retain_graph) would be wrong;
+        # training never does one.
         return grad.mul_(grad_loss.to(grad.dtype)), None
 
 
