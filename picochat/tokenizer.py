@@ -151,7 +151,8 @@ class Tokenizer:
         atomic_write_json(folder / "tokenizer_config.json", {
             "tokenizer_class": "PreTrainedTokenizerFast",
             "bos_token": BOS, "eos_token": END, "pad_token": PAD,
-            "add_bos_token": False, "clean_up_tokenization_spaces": False,
+            # what tokenizer.json's post-processor does, for tools that read the flag instead
+            "add_bos_token": True, "clean_up_tokenization_spaces": False,
             "model_max_length": 1_000_000,
             "chat_template": CHAT_TEMPLATE,
         })
@@ -159,7 +160,7 @@ class Tokenizer:
                           {"bos_token": BOS, "eos_token": END, "pad_token": PAD})
 
     def to_huggingface(self):
-        from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+        from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
         from tokenizers import Tokenizer as HFTokenizer
 
         vocab = {token_to_str(t): r for t, r in self.ranks.items()}
@@ -175,6 +176,14 @@ class Tokenizer:
         for s, i in specials:
             if hf.token_to_id(s) != i:
                 raise PicochatError(f"special token {s} got id {hf.token_to_id(s)} instead of {i}")
+        # Every pretraining document starts with <|bos|>, so plain text is encoded as
+        # `encode(text, bos=True)` is: a user's tokenizer(text) then gives the model picochat's
+        # own prompt. Chat templates write their own <|bos|>, and transformers tokenizes a
+        # rendered chat with add_special_tokens=False, so chats get exactly one.
+        if BOS in self.special_tokens:
+            hf.post_processor = processors.TemplateProcessing(
+                single=f"{BOS}:0 $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1",
+                special_tokens=[(BOS, self.bos_id)])
         return hf
 
     # --- encoding ---------------------------------------------------------------------------
