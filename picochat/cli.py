@@ -85,7 +85,7 @@ def cmd_data_tokenize(args) -> None:
 
 
 def cmd_tokenizer_train(args) -> None:
-    from picochat.tokenizer import train_run_tokenizer
+    from picochat.data.corpus import train_run_tokenizer
 
     run = RunDir(args.run, create=False)
     tokenizer, seconds = train_run_tokenizer(run, args.vocab_size, args.max_chars)

@@ -67,9 +67,9 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
 def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture: str | None,
          eval_limit: int | None) -> list[Stage]:
     from picochat.data.build import build_corpus
+    from picochat.data.corpus import train_run_tokenizer
     from picochat.data.shards import tokenize_corpus
     from picochat.report import write_report
-    from picochat.tokenizer import train_run_tokenizer
     from picochat.train.pretrain import pretrain
     from picochat.train.sft import sft
 

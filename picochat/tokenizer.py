@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from picochat.rundir import PicochatError, atomic_write_json, atomic_write_text
 
@@ -296,29 +296,3 @@ def bytes_per_token(encode, texts: list[str]) -> float:
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     n_tokens = sum(len(encode(t)) for t in texts)
     return n_bytes / max(n_tokens, 1)
-
-
-def train_run_tokenizer(run, vocab_size: int, max_chars: int = 2_000_000_000) -> tuple[Tokenizer, float]:
-    """Train on the run's train documents (at most `max_chars`), save it in run.tokenizer and
-    record the stage; returns the tokenizer and the seconds it took."""
-    import time
-
-    from picochat.data.shards import iter_documents
-
-    started = time.time()
-    texts = iter_chars((d["text"] for d in iter_documents(run, "train")), max_chars)
-    tokenizer = Tokenizer.train(texts, vocab_size)
-    tokenizer.save(run.tokenizer)
-    seconds = time.time() - started
-    run.record_stage("tokenizer", status="done", vocab_size=tokenizer.vocab_size, seconds=round(seconds, 2))
-    return tokenizer, seconds
-
-
-def iter_chars(texts: Iterable[str], max_chars: int) -> Iterator[str]:
-    """Stop a text stream after `max_chars` characters (tokenizer training budget)."""
-    seen = 0
-    for text in texts:
-        if seen >= max_chars:
-            return
-        yield text[: max_chars - seen]
-        seen += len(text)

@@ -43,7 +43,7 @@ def show(run: RunDir, text: str) -> None:
 
 
 def held_out_text(run: RunDir) -> list[str]:
-    from picochat.data.shards import iter_documents
+    from picochat.data.corpus import iter_documents
 
     texts, total = [], 0
     try:

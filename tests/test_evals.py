@@ -337,7 +337,7 @@ def test_humaneval_task_runs_generated_code_in_the_sandbox(tok):
 
 
 def test_heldout_probes_are_well_formed_and_scored(fresh_run, tok):
-    from picochat.data.shards import id_hash
+    from picochat.data.corpus import id_hash
     from picochat.evals import heldout
 
     # a held-out document of plain sentences: its id hashes below every other, so it is the

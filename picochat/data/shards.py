@@ -5,8 +5,7 @@
     runs/R/data/tokens/val_000.bin     each document prefixed with <|bos|>
     runs/R/data/tokens/index.json      dtype, vocab size, tokenizer hash, shards and token counts
 
-A document goes to validation by a hash of its id (the lowest 2% of hashes), so the split does
-not depend on document order, and the tokenizer (trained on train documents only) is measured on text it never saw.
+Which documents are validation is picochat.data.corpus's split (by a hash of the id).
 
     picochat data tokenize --run R
 """
@@ -16,67 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
+from picochat.data.corpus import iter_documents
 from picochat.rundir import PicochatError, RunDir, atomic_write_bytes, atomic_write_json
+from picochat.tokenizer import Tokenizer
 
 SHARD_TOKENS = 50_000_000  # ~100 MB of uint16 per shard
-VAL_FRACTION = 0.02
-
-
-def id_hash(doc_id: str) -> int:
-    return int(hashlib.sha1(doc_id.encode()).hexdigest()[:12], 16)
-
-
-def val_threshold(run: RunDir, fraction: float = VAL_FRACTION) -> int:
-    """Documents whose id hash is at most this go to validation: the lowest `fraction` of
-    hashes, and at least one document, so even a tiny corpus has a validation split."""
-    import pyarrow.parquet as pq
-
-    hashes = []
-    for path in clean_files(run):
-        try:
-            ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-        except Exception as e:  # pyarrow raises several types for damaged files
-            raise PicochatError(f"{path} is not a readable Parquet file ({e}); rerun "
-                                "`picochat data build`") from e
-        hashes.extend(id_hash(i) for i in ids)
-    if len(hashes) < 2:
-        raise PicochatError(f"the corpus in {run.clean} has {len(hashes)} document(s); "
-                            "at least 2 are needed (one for validation)")
-    hashes.sort()
-    return hashes[max(1, round(fraction * len(hashes))) - 1]
-
-
-def clean_files(run: RunDir) -> list[Path]:
-    files = sorted(run.clean.glob("*.parquet"))
-    if not files:
-        raise PicochatError(f"no clean documents in {run.clean}; run "
-                            f"`picochat data build --run {run.path}` first")
-    return files
-
-
-def iter_documents(run: RunDir, split: str | None = None, batch_size: int = 512) -> Iterator[dict]:
-    """Clean documents as dicts (id, url, source, lang, text, split)."""
-    import pyarrow.parquet as pq
-
-    threshold = val_threshold(run)
-    for path in clean_files(run):
-        table = pq.ParquetFile(path)
-        for batch in table.iter_batches(batch_size=batch_size, columns=["id", "url", "source", "lang", "text"]):
-            for doc in batch.to_pylist():
-                doc["split"] = "val" if id_hash(doc["id"]) <= threshold else "train"
-                if split is None or split == doc["split"]:
-                    yield doc
 
 
 def tokenize_corpus(run: RunDir, threads: int = 2, progress: bool = True) -> dict:
     """Encode every clean document into train/val shards; returns the index."""
     from tqdm import tqdm
-
-    from picochat.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(run.tokenizer)
     dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32

@@ -34,7 +34,7 @@ def heldout_texts(run: RunDir, max_docs: int = 2000) -> list[str]:
     """Text of the run's validation documents (the same split pretraining validates on)."""
     import pyarrow.parquet as pq
 
-    from picochat.data.shards import clean_files, id_hash, val_threshold
+    from picochat.data.corpus import clean_files, id_hash, val_threshold
 
     try:
         files = clean_files(run)

@@ -90,7 +90,7 @@ def dictionary_entries(run: RunDir, limit_docs: int = 400, seed: int = 0) -> lis
     documents: the point is what training put into the weights)."""
     import pyarrow.parquet as pq
 
-    from picochat.data.shards import clean_files, id_hash, val_threshold
+    from picochat.data.corpus import clean_files, id_hash, val_threshold
 
     try:
         files = clean_files(run)
