@@ -49,11 +49,15 @@ def test_transformers_loads_checkpoint_with_same_logits_and_greedy_text(model, p
     with torch.no_grad():
         ours, theirs = model(ids), hf(ids).logits
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
-    prompt = tok.encode("The king speaks", bos=True)
-    hf_out = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False,
-                         eos_token_id=None, pad_token_id=tok.pad_id)[0, len(prompt):].tolist()
-    ours_out = [t for (t,) in generate(model, [prompt], SamplingParams(temperature=0, max_tokens=20))]
-    assert ours_out == hf_out
+    # the folder's tokenizer as a user calls it, against picochat's own greedy continuation
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "m"))
+    for text in ("The", "The king speaks"):
+        ids = hf_tok(text, return_tensors="pt").input_ids
+        hf_out = hf.generate(ids, max_new_tokens=20, do_sample=False, eos_token_id=None,
+                             pad_token_id=hf_tok.pad_token_id)[0, ids.shape[1]:].tolist()
+        prompt = tok.encode(text, bos=True)
+        ours_out = [t for (t,) in generate(model, [prompt], SamplingParams(temperature=0, max_tokens=20))]
+        assert ids[0].tolist() == prompt and ours_out == hf_out, text
 
 
 def test_save_load_round_trip_and_corrupt_weights(model, tmp_path):

@@ -65,6 +65,27 @@ def test_chat_template_matches_transformers(tok, prepared_run):
     assert "<|think|>The tool said 42.<|/think|>42." in ours and ours.endswith("<|assistant|>")
 
 
+def test_transformers_adds_bos_to_plain_text_and_not_to_a_rendered_chat(tok, prepared_run):
+    """`tokenizer(text)` as a transformers user calls it gives picochat's `encode(text, bos=True)`
+    (what pretraining saw and `picochat sample` feeds); apply_chat_template's ids start with
+    the template's own <|bos|>, once."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer as HFTokenizer
+
+    folder = prepared_run / "tokenizer"
+    hf = transformers.AutoTokenizer.from_pretrained(str(folder))
+    raw = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+    for text in TEXTS + ["The", ""]:
+        assert hf(text).input_ids == tok.encode(text, bos=True), text
+        assert raw.encode(text).ids == tok.encode(text, bos=True), text
+        assert hf.decode(hf(text).input_ids, skip_special_tokens=True) == text
+    assert json.loads((folder / "tokenizer_config.json").read_text())["add_bos_token"] is True
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+    ids = hf.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+    assert ids == tok.encode_special(tok.render_chat(messages, add_generation_prompt=True))
+    assert ids.count(tok.bos_id) == 1 and ids[0] == tok.bos_id
+
+
 def test_load_rejects_foreign_or_missing_files(tmp_path):
     with pytest.raises(PicochatError, match="tokenizer train"):
         Tokenizer.load(tmp_path)
