@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from picochat.rundir import STAGES, PicochatError, RunDir, atomic_dir, git_commit
+from picochat.rundir import STAGES, PicochatError, RunDir, atomic_dir, git_commit, read_json
 
 # Cost assumptions, in dollars per hour of the machine the run used. A CPU run is priced per
 # vCPU-hour of an on-demand cloud instance: AWS c7i.large is 2 vCPUs for $0.0893/h in us-east-1,
@@ -78,15 +78,6 @@ def read_metrics(path: Path) -> Metrics:
     return m
 
 
-def read_json(path: Path) -> dict | None:
-    """A JSON object, or None when the file is missing or unreadable (then the section says so)."""
-    try:
-        obj = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def metrics_files(run: RunDir) -> dict[str, Path]:
     """Model stage -> its training metrics file, in pipeline order."""
     found = {OBJECTIVES.get(p.stem, p.stem): p for p in sorted(run.metrics.glob("*.jsonl"))}
@@ -101,7 +92,7 @@ def model_stages(run: RunDir) -> list[str]:
 def eval_files(run: RunDir) -> dict[str, dict]:
     out = {}
     for stage in STAGES:
-        results = read_json(run.path / "evals" / f"{stage}.json")
+        results = read_json(run.evals(stage))
         if results and isinstance(results.get("tasks"), dict):
             out[stage] = results
     return out
@@ -258,12 +249,10 @@ def stage_output(name: str, entry: dict, evals: dict[str, dict]) -> str:
 
 def made_by(run: RunDir, name: str, evals: dict[str, dict]) -> bool:
     """Whether a stage's artifacts exist, for runs whose run.json predates its record."""
-    from picochat.speedrun import samples_path
-
     if name.startswith("eval_"):
         return name[5:] in evals
     if name.startswith("sample"):
-        return samples_path(run, "base" if name == "sample" else name[7:]).exists()
+        return run.samples("base" if name == "sample" else name[7:]).exists()
     made = {"data": run.data / "stats.json", "tokenizer": run.tokenizer / "tokenizer.json",
             "tokenize": run.tokens / "index.json", "report": run.report / "report.md"}.get(name)
     return bool(made and made.exists()) or (name in STAGES and (run.path / name / "config.json").exists())
@@ -568,14 +557,14 @@ def eval_examples(evals: dict[str, dict]) -> str:
 
 # --- samples ------------------------------------------------------------------------------------
 def samples_section(run: RunDir) -> str:
-    from picochat.speedrun import make_samples, samples_fresh, samples_path
+    from picochat.sample import make_samples, samples_fresh
 
     stages = model_stages(run)
     if not stages:
         return NOT_RUN + " (no model to sample from)"
     parts = []
     for stage in stages:
-        stored = read_json(samples_path(run, stage)) if samples_fresh(run, stage) else None
+        stored = read_json(run.samples(stage)) if samples_fresh(run, stage) else None
         if stored and isinstance(stored.get("samples"), list):
             samples, origin = stored["samples"], f"stored by the speedrun ({stored.get('sampling')})"
         else:   # none stored, stale (the model was retrained since) or unreadable

@@ -5,6 +5,8 @@
     runs/<name>/tokenizer/      tokenizer.json + tokenizer_config.json
     runs/<name>/base/ sft/ ...  Hugging Face model directories (+ checkpoints/ for resuming)
     runs/<name>/metrics/        <stage>.jsonl, one JSON object per logged step
+    runs/<name>/samples/        <stage>.json, generations at a fixed seed (picochat.sample)
+    runs/<name>/evals/          <stage>.json, benchmark results (picochat.evals)
 
 Every write goes through `atomic_write*` (temp file in the same folder + rename), so a killed
 process leaves either the old file or the new one, never half of one.
@@ -76,6 +78,16 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+def read_json(path: Path) -> dict | None:
+    """A JSON object, or None when the file is missing or unreadable (readers that show what a
+    run has so far treat both as "not there yet")."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -83,6 +95,12 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def known_stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise PicochatError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    return stage
 
 
 class RunDir:
@@ -133,12 +151,16 @@ class RunDir:
         return self.path / "report"
 
     def model(self, stage: str) -> Path:
-        if stage not in STAGES:
-            raise PicochatError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-        return self.path / stage
+        return self.path / known_stage(stage)
 
     def checkpoints(self, stage: str) -> Path:
         return self.model(stage) / "checkpoints"
+
+    def samples(self, stage: str) -> Path:
+        return self.path / "samples" / f"{known_stage(stage)}.json"
+
+    def evals(self, stage: str) -> Path:
+        return self.path / "evals" / f"{known_stage(stage)}.json"
 
     # --- run.json -----------------------------------------------------------------------------
     def read_meta(self) -> dict:

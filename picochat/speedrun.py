@@ -13,20 +13,13 @@ wall time goes into run.json, which the report card turns into time and cost per
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import NamedTuple
 
 from picochat.config import Preset, get_preset
-from picochat.rundir import RunDir, atomic_write_json
+from picochat.rundir import RunDir, read_json
 
-SAMPLE_PROMPTS = ["The meaning of life is", "In the beginning", "Python is a programming language that"]
-CHAT_PROMPTS = ["Who are you?", "How many r's are in strawberry?", "What is the capital of France?"]
-# fixed seed, low temperature: samples that change only when the model does
-SAMPLING = {"base": dict(temperature=0.6, top_k=50, top_p=0.95, max_tokens=60, seed=0),
-            "chat": dict(temperature=0.6, top_k=50, top_p=0.95, max_tokens=80, seed=0)}
 EVAL_SUITES = {"base": "core", "sft": "chat"}   # the contract of picochat.evals: suite per stage
 
 
@@ -70,6 +63,7 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
     from picochat.data.corpus import train_run_tokenizer
     from picochat.data.shards import tokenize_corpus
     from picochat.report import write_report
+    from picochat.sample import samples_fresh, store_samples
     from picochat.train.pretrain import pretrain
     from picochat.train.sft import sft
 
@@ -121,52 +115,16 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
     ]
 
 
-# --- samples ------------------------------------------------------------------------------------
-def samples_path(run: RunDir, stage: str) -> Path:
-    return run.path / "samples" / f"{stage}.json"
-
-
-def samples_fresh(run: RunDir, stage: str) -> bool:
-    """Stored samples exist and are newer than the model they came from."""
-    path, weights = samples_path(run, stage), run.model(stage) / "model.safetensors"
-    return path.exists() and weights.exists() and path.stat().st_mtime >= weights.stat().st_mtime
-
-
-def make_samples(run: RunDir, stage: str, out=sys.stdout) -> tuple[dict, list[dict]]:
-    """Generate from a stage's model at a fixed seed: the base model continues document starts,
-    a chat model answers user messages. Streams to `out`; returns (sampling, samples)."""
-    from picochat.sample import sample
-
-    params = SAMPLING["base" if stage == "base" else "chat"]
-    results = []
-    for prompt in SAMPLE_PROMPTS if stage == "base" else CHAT_PROMPTS:
-        if stage != "base":
-            out.write(f"> {prompt}\n")
-        results.append({"prompt": prompt, "output": sample(run, stage, prompt, out=out, **params)})
-        out.write("\n")
-    return params, results
-
-
-def store_samples(run: RunDir, stage: str) -> list[dict]:
-    params, samples = make_samples(run, stage)
-    atomic_write_json(samples_path(run, stage), {"stage": stage, "model": str(run.model(stage)),
-                                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                                 "sampling": params, "samples": samples})
-    return samples
-
-
 # --- evals --------------------------------------------------------------------------------------
 def evals_done(run: RunDir, stage: str) -> bool:
     """The stage's evals file holds every task of its suite, scored on the current weights (an
     interrupted eval keeps the tasks it finished, so it is not done yet)."""
-    from picochat.report import read_json
-
     try:
         from picochat.evals import model_fingerprint, suite_tasks
     except ImportError:
         print(f"=== eval {stage}: picochat.evals is not part of this install; skipped ===")
         return True
-    results = read_json(run.path / "evals" / f"{stage}.json")
+    results = read_json(run.evals(stage))
     if not results or not isinstance(results.get("tasks"), dict):
         return False
     if results.get("model_fingerprint") != model_fingerprint(run.model(stage)):

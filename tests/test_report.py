@@ -14,7 +14,8 @@ from picochat.cli import main
 from picochat.model import load_pretrained
 from picochat.report import centered_interval, fmt_count, read_metrics, write_report
 from picochat.rundir import RunDir
-from picochat.speedrun import CHAT_PROMPTS, SAMPLE_PROMPTS, speedrun
+from picochat.sample import CHAT_PROMPTS, SAMPLE_PROMPTS
+from picochat.speedrun import speedrun
 
 MIXTURE = {"name": "tiny", "seed": 0, "decontaminate": "none", "val_fraction": 0.1, "sources": [
     {"name": "identity", "generator": "identity", "count": 30},

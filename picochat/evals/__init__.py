@@ -240,7 +240,7 @@ def run_evals(run: RunDir, stage: str = "base", tasks: str | None = None, limit:
         raise PicochatError(f"--shots must be 0 or more, not {shots}")
     if scoring is not None and scoring not in multiple_choice.SCORING:
         raise PicochatError(f"--scoring must be one of {', '.join(multiple_choice.SCORING)}, not {scoring!r}")
-    path = run.path / "evals" / f"{stage}.json"
+    path = run.evals(stage)
     fingerprint = model_fingerprint(folder)
     results = read_results(path, fingerprint)
     stored: dict[str, dict] = results.get("tasks", {})

@@ -112,7 +112,7 @@ def model_card(model, run: RunDir, stage: str) -> str:
     host = meta.get("host", {})
     if host:
         lines.append(f"- Hardware: {host.get('cpus', '?')} CPUs ({host.get('platform', '?')}).")
-    evals_path = run.path / "evals" / f"{stage}.json"
+    evals_path = run.evals(stage)
     if evals_path.exists():
         try:
             table = _eval_lines(json.loads(evals_path.read_text()))
@@ -132,11 +132,13 @@ def model_card(model, run: RunDir, stage: str) -> str:
                   "                     top_p=0.95, eos_token_id=tokenizer.eos_token_id)",
                   'print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))']
     else:
-        lines += ['ids = tokenizer("<|bos|>The meaning of life is", return_tensors="pt").input_ids',
+        # the tokenizer puts <|bos|> in front itself, as picochat's own prompts have it
+        lines += ['ids = tokenizer("The meaning of life is", return_tensors="pt").input_ids',
                   "out = model.generate(ids, max_new_tokens=50, do_sample=True, temperature=0.8, top_p=0.95)",
                   "print(tokenizer.decode(out[0], skip_special_tokens=True))"]
     lines += ["```", "",
-              ("The chat template (in tokenizer_config.json) renders "
+              ("The tokenizer starts plain text with `<|bos|>`, as every training document "
+               "started. The chat template (in tokenizer_config.json) writes its own: it renders "
                "`<|bos|><|user|>...<|end|><|assistant|>`; a turn ends with `<|end|>`."), "",
               "## Limitations", "",
               (f"- It is tiny ({_human(n_params)} parameters, {c.max_seq_len}-token context) and "
