@@ -207,8 +207,7 @@ def chat(run: RunDir, stage: str = "sft", system: str | None = None, temperature
     from picochat.engine import SamplingParams, load_engine
     from picochat.tools import default_tools
 
-    folder = run.require(run.model(stage), f"the {stage} model",
-                         f"picochat {'pretrain' if stage == 'base' else stage} --run {run.path}")
+    folder = run.require_model(stage)
     engine = load_engine(folder, dtype=dtype, tools=default_tools())
     session = ChatSession(engine, system, SamplingParams(temperature=temperature, top_p=0.95,
                                                          max_tokens=max_tokens, seed=seed))

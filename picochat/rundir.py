@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 RUN_MARKER = "run.json"
-STAGES = ("base", "sft", "dpo", "rl")
+STAGES = ("base", "sft", "reward", "dpo", "rl")   # model stages, in pipeline order
+MADE_BY = {"base": "pretrain"}                   # the command that trains a stage, where not its name
 
 
 class PicochatError(Exception):
@@ -186,3 +187,13 @@ class RunDir:
         if not path.exists():
             raise PicochatError(f"{what} not found at {path}; run `{how}` first")
         return path
+
+    def require_model(self, stage: str) -> Path:
+        """The stage's model folder, if it holds a model (config.json: a folder with only
+        checkpoints/ is a training still under way); else fail naming the command that makes it."""
+        folder = self.model(stage)
+        if not (folder / "config.json").exists():
+            missing = " (the folder has no config.json)" if folder.exists() else ""
+            raise PicochatError(f"the {stage} model not found at {folder}{missing}; run "
+                                f"`picochat {MADE_BY.get(stage, stage)} --run {self.path}` first")
+        return folder

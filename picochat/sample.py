@@ -27,8 +27,7 @@ SAMPLING = {"base": dict(temperature=0.6, top_k=50, top_p=0.95, max_tokens=60, s
 
 
 def sample(run: RunDir, stage: str, prompt: str, out=sys.stdout, **sampling) -> str:
-    folder = run.require(run.model(stage), f"the {stage} model", f"picochat pretrain --run {run.path}"
-                         if stage == "base" else f"picochat {stage} --run {run.path}")
+    folder = run.require_model(stage)
     model = load_pretrained(folder).eval()
     tokenizer = Tokenizer.load(folder)
     params = SamplingParams(**sampling)

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from picochat.cli import main
+from picochat.rundir import PicochatError, RunDir
 
 
 def run_cli(*args, cwd=None):
@@ -76,6 +77,21 @@ def test_retraining_without_resume_refuses_to_overwrite(fresh_run):
 
 def test_sample_before_training(fresh_run):
     assert_one_line_error(run_cli("sample", "--run", fresh_run, "--prompt", "hi"), "picochat pretrain")
+
+
+def test_a_model_folder_needs_its_config(fresh_run, capsys):
+    """A stage folder holding only checkpoints/ (a training killed before it saved) is no model,
+    for every command that loads one, and the hint names the command that makes the stage."""
+    run = RunDir(fresh_run)
+    (run.checkpoints("sft") / "step_000002").mkdir(parents=True)
+    with pytest.raises(PicochatError, match=r"the sft model not found .*no config.json.*`picochat sft --run"):
+        run.require_model("sft")
+    with pytest.raises(PicochatError, match="`picochat reward --run"):
+        run.require_model("reward")
+    for command in (["sample", "--stage", "sft"], ["chat"], ["eval", "--stage", "sft"],
+                    ["export", "--format", "hf", "--out", fresh_run.parent / "out"]):
+        assert main([*map(str, command), "--run", str(fresh_run)]) == 2
+        assert "no config.json" in capsys.readouterr().err, command
 
 
 def test_sample_streams_and_is_reproducible(fresh_run):

@@ -231,8 +231,7 @@ def run_evals(run: RunDir, stage: str = "base", tasks: str | None = None, limit:
     compared, mean (default) | sum | pmi (see picochat/evals/multiple_choice.py)."""
     from picochat.hardware import pick_device
 
-    folder = run.require(run.model(stage) / "config.json", f"the {stage} model",
-                         "picochat pretrain" if stage == "base" else f"picochat {stage}").parent
+    folder = run.require_model(stage)
     names = resolve_tasks(tasks, stage)
     if limit is not None and limit < 1:
         raise PicochatError(f"--limit must be at least 1, not {limit}")

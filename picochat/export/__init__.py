@@ -30,8 +30,7 @@ def export_model(run: RunDir, stage: str, format: str, out: str | Path, dtype: s
         raise PicochatError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if format == "hf" and dtype != "f32":
         raise PicochatError("--dtype applies to GGUF files; the hf format always writes fp32 safetensors")
-    folder = run.require(run.model(stage), f"the {stage} model",
-                         f"picochat {'pretrain' if stage == 'base' else stage} --run {run.path}")
+    folder = run.require_model(stage)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PicochatError(f"--out {out} is a file; give a folder to write into")
