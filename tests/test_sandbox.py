@@ -9,7 +9,7 @@ import time
 import pytest
 
 from picochat.evals.generative import humaneval_program
-from picochat.evals.sandbox import run_python
+from picochat.tools.sandbox import run_python
 
 
 def sandbox_processes() -> list[int]:

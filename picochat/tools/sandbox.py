@@ -1,6 +1,6 @@
 """Run untrusted Python (model-written code) in a separate, limited process.
 
-    from picochat.evals.sandbox import run_python
+    from picochat.tools.sandbox import run_python
     result = run_python("print(1 + 1)", timeout=5)
     result.passed, result.status, result.stdout     # True, "passed", "2\\n"
 
