@@ -4,7 +4,8 @@ A tool call, as the chat template renders it, is JSON between `<|tool_call|>` an
 `<|/tool_call|>`: {"name": "calculator", "arguments": {"expression": "12*34"}}. The registry
 parses it, runs the tool with a time limit and returns the result text; every failure
 (malformed JSON, unknown tool, bad arguments, an exception, a timeout) becomes an
-"error: ..." result for the model to read, never an exception in the engine.
+"error: ..." result for the model to read, never an exception in the engine. A tool raises
+ToolError (picochat.tools.errors) for failures it expects; the model reads its message as is.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from picochat.tools import calculator
+from picochat.tools.errors import ToolError
 
 MAX_RESULT_CHARS = 2000
 
@@ -109,7 +111,7 @@ def run_with_timeout(tool: Tool, arguments: dict) -> tuple[str, bool]:
         except TypeError as e:
             box["error"] = f"bad arguments for {tool.name}: {str(e).split('() ', 1)[-1]}"
         except Exception as e:  # noqa: BLE001 - any tool failure becomes a message for the model
-            box["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, calculator.CalculatorError) else str(e)
+            box["error"] = str(e) if isinstance(e, ToolError) else f"{type(e).__name__}: {e}"
 
     thread = threading.Thread(target=target, name=f"tool-{tool.name}", daemon=True)
     thread.start()

@@ -17,6 +17,8 @@ import ast
 import math
 import operator
 
+from picochat.tools.errors import ToolError
+
 MAX_CHARS = 500          # expression length
 MAX_DEPTH = 60           # AST nesting (parentheses, chained operators)
 MAX_INT_BITS = 4000      # about 1200 decimal digits
@@ -38,8 +40,9 @@ PARAMETERS = {"type": "object", "properties": {"expression": {"type": "string"}}
               "required": ["expression"]}
 
 
-class CalculatorError(ValueError):
-    """The expression is not allowed or cannot be computed; the message says why."""
+class CalculatorError(ToolError, ValueError):
+    """The expression is not allowed or cannot be computed; the message says why. (Still a
+    ValueError, as it was before ToolError, for callers that catch that.)"""
 
 
 def calculate(expression: str) -> str:
