@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from picochat.data.sources import CACHE
+from picochat.paths import CACHE
 from picochat.tokenizer import SPLIT_PATTERN, SPECIAL_TOKENS, Tokenizer, reference_tokenizers
 
 CORPORA = [Path("/usr/share/dictd/gcide.dict.dz"), Path("/usr/share/dictd/wn.dict.dz")]

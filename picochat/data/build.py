@@ -164,7 +164,7 @@ def build_ngram_file_for(cfg: BuildConfig, out: Path) -> dict:
     """The evaluation n-grams for this build. BIG-bench's (13 s to read from the sdist) are
     cached under ~/.cache/picochat/decontam/, keyed by the sdist and n, and linked in."""
     from picochat.data.decontam import bigbench_tarball, build_ngram_file
-    from picochat.data.sources import CACHE
+    from picochat.paths import CACHE
 
     tarball = bigbench_tarball() if cfg.decontaminate in ("auto", "bigbench") else None
     if tarball is None:

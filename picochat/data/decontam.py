@@ -17,7 +17,7 @@ import tarfile
 from pathlib import Path
 from typing import Container, Iterable, Iterator
 
-from picochat.data.sources import SOURCES_CACHE
+from picochat.paths import SOURCES_CACHE
 from picochat.rundir import PicochatError
 
 WORD = re.compile(r"\w+")

@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol
 from urllib.parse import quote
 
+from picochat.paths import SOURCES_CACHE
 from picochat.rundir import PicochatError
 
-CACHE = Path(os.environ.get("PICOCHAT_CACHE", Path.home() / ".cache" / "picochat"))
-SOURCES_CACHE = CACHE / "sources"
 USR_SHARE = Path(os.environ.get("PICOCHAT_USR_SHARE", "/usr/share"))
 INSTALL_ALL = "bash scripts/install_data.sh"
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from picochat.data.decontam import BIGBENCH_HINT, BIGBENCH_SPEC, bigbench_tarball, bigbench_task_files
-from picochat.data.sources import CACHE, SOURCES_CACHE
 from picochat.evals.subject import Format, Shot, Subject, TaskUnavailable
+from picochat.paths import CACHE, SOURCES_CACHE
 from picochat.rundir import PicochatError, atomic_write_json
 
 BIGBENCH_CACHE = CACHE / "bigbench"
