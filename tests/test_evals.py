@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from picochat import bigbench
 from picochat.chat import render_prompt, user
 from picochat.cli import main
 from picochat.evals import TASKS, probes, resolve_tasks, run_evals, suite_tasks
@@ -40,7 +41,7 @@ def micro(tok: Tokenizer, seed: int = 0, context: int = 512) -> Llama:
 
 def bigbench_ready(tasks=CHANCE_TASKS) -> bool:
     cached = all((mc.BIGBENCH_CACHE / f"{t}.json").exists() for t in tasks)
-    return cached or mc.bigbench_tarball() is not None
+    return cached or bigbench.tarball() is not None
 
 
 needs_bigbench = pytest.mark.skipif(not bigbench_ready(), reason="BIG-bench not fetched (scripts/install_evals.sh)")

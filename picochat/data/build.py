@@ -163,10 +163,11 @@ def build_corpus(run: RunDir, source: str = DEFAULT_SOURCE, config: BuildConfig 
 def build_ngram_file_for(cfg: BuildConfig, out: Path) -> dict:
     """The evaluation n-grams for this build. BIG-bench's (13 s to read from the sdist) are
     cached under ~/.cache/picochat/decontam/, keyed by the sdist and n, and linked in."""
-    from picochat.data.decontam import bigbench_tarball, build_ngram_file
+    from picochat import bigbench
+    from picochat.data.decontam import build_ngram_file
     from picochat.paths import CACHE
 
-    tarball = bigbench_tarball() if cfg.decontaminate in ("auto", "bigbench") else None
+    tarball = bigbench.tarball() if cfg.decontaminate in ("auto", "bigbench") else None
     if tarball is None:
         return build_ngram_file(cfg.decontaminate, out, cfg.decontam_n)
     key = hashlib.sha256(f"{tarball.name}:{tarball.stat().st_size}:{cfg.decontam_n}".encode()).hexdigest()[:16]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from picochat import bigbench
 from picochat.evals import bpb, generative, heldout, multiple_choice, probes
 from picochat.evals.scoring import aggregate, summarize
 from picochat.evals.subject import Subject, TaskUnavailable
@@ -50,23 +51,9 @@ class Task:
     options: dict = field(default_factory=dict)
 
 
-# BIG-bench multiple-choice tasks: (subtasks used, what it asks). All are in the data build's
-# decontamination list (picochat.data.decontam.BIGBENCH_TASKS).
-BIGBENCH = {
-    "social_iqa": ((), "people's motives and reactions in everyday situations (3 choices)"),
-    "strategyqa": ((), "yes/no questions needing implicit multi-step reasoning"),
-    "elementary_math_qa": (("question_only",), "math word problems (MathQA), 5 numeric choices"),
-    "arithmetic": ((), "1-5 digit +, -, x, / questions, numbers and distractor words as choices"),
-    "misconceptions": ((), "true or false: common misconceptions"),
-    "general_knowledge": ((), "simple world-knowledge questions, many choices"),
-    "logical_deduction": (("three_objects",), "order three objects from clues (BIG-Bench Hard)"),
-    "date_understanding": ((), "date arithmetic in MM/DD/YYYY (BIG-Bench Hard)"),
-    "causal_judgment": ((), "how a typical person judges causation (BIG-Bench Hard)"),
-    "sports_understanding": ((), "is a sentence about sport plausible? (BIG-Bench Hard)"),
-    "navigate": ((), "do these steps return to the start? (BIG-Bench Hard)"),
-    "snarks": ((), "which of two sentences is sarcastic (BIG-Bench Hard)"),
-    "hyperbaton": ((), "which sentence has the right adjective order (BIG-Bench Hard)"),
-}
+# The BIG-bench multiple-choice tasks, by name: (subtasks used, what it asks). The data build
+# and the SFT mixture decontaminate against the same list (picochat.bigbench).
+BIGBENCH = bigbench.EVALUATED
 MC_LIMIT = 400
 
 

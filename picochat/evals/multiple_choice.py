@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from picochat.data.decontam import BIGBENCH_HINT, BIGBENCH_SPEC, bigbench_tarball, bigbench_task_files
+from picochat import bigbench
 from picochat.evals.subject import Format, Shot, Subject, TaskUnavailable
 from picochat.paths import CACHE, SOURCES_CACHE
 from picochat.rundir import PicochatError, atomic_write_json
@@ -60,22 +60,22 @@ class Question:
 # --- BIG-bench data ------------------------------------------------------------------------------
 def fetch_bigbench() -> Path:
     """The BIG-bench sdist in the sources cache, downloaded with pip (342 MB) if missing."""
-    path = bigbench_tarball()
+    path = bigbench.tarball()
     if path is not None:
         return path
     SOURCES_CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"downloading the BIG-bench sdist (342 MB): {BIGBENCH_HINT}", file=sys.stderr)
+    print(f"downloading the BIG-bench sdist (342 MB): {bigbench.FETCH_HINT}", file=sys.stderr)
     try:
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", BIGBENCH_SPEC,
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", bigbench.SPEC,
                                "-d", str(SOURCES_CACHE)], check=False, capture_output=True, text=True,
                               timeout=3600)
     except (OSError, subprocess.SubprocessError) as e:
-        raise TaskUnavailable(f"could not run pip to fetch BIG-bench ({e}); fetch it with: {BIGBENCH_HINT}") from e
-    path = bigbench_tarball()
+        raise TaskUnavailable(f"could not run pip to fetch BIG-bench ({e}); fetch it with: {bigbench.FETCH_HINT}") from e
+    path = bigbench.tarball()
     if done.returncode != 0 or path is None:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise TaskUnavailable(f"pip could not download BIG-bench ({tail[0]}); are PyPI and the network "
-                            f"reachable? Fetch it by hand with: {BIGBENCH_HINT}")
+                            f"reachable? Fetch it by hand with: {bigbench.FETCH_HINT}")
     return path
 
 
@@ -84,7 +84,7 @@ def extract_bigbench(tasks: Sequence[str]) -> None:
     BIGBENCH_CACHE/<task>.json as [[relative folder, task.json], ...]."""
     path = fetch_bigbench()
     found: dict[str, list] = {t: [] for t in tasks}
-    for task, folder, data in bigbench_task_files(path, found):
+    for task, folder, data in bigbench.task_files(path, found):
         found[task].append([folder, data])
     for task, files in found.items():
         if files:

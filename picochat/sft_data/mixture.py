@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from picochat import bigbench
 from picochat.chat import encode_conversation, normalize
 from picochat.data.decontam import eval_texts, ngrams, words
 from picochat.rundir import PicochatError, atomic_write_json, atomic_write_text
@@ -125,13 +126,13 @@ def parse_mixture(raw: dict, default_name: str = "mixture") -> Mixture:
     return Mixture(name=raw.get("name", default_name), sources=specs, **extra)
 
 
-def _conversations(spec: SourceSpec, rng: random.Random, bigbench: dict):
+def _conversations(spec: SourceSpec, rng: random.Random, bigbench_tasks: dict):
     if spec.generator is not None:
         yield from generators.GENERATORS[spec.generator](rng, spec.count)
     elif spec.source == "natural_instructions":
-        yield from sources.natural_instructions(bigbench["natural_instructions"], **spec.options)
+        yield from sources.natural_instructions(bigbench_tasks["natural_instructions"], **spec.options)
     elif spec.source == "topical_chat":
-        yield from sources.topical_chat(bigbench["topical_chat"])
+        yield from sources.topical_chat(bigbench_tasks["topical_chat"])
     elif spec.source == "chatterbot":
         yield from sources.chatterbot(**spec.options)
     elif spec.source == "sharegpt":
@@ -151,12 +152,12 @@ def build_mixture(mixture: Mixture, tokenizer: Tokenizer, max_tokens: int, out: 
     if not enabled:
         raise PicochatError(f"mixture {mixture.name!r} has no enabled source with a weight > 0")
     wanted = {s.source for s in enabled if s.source in BIGBENCH_SOURCES}
-    bigbench, bb_eval = {}, []
+    bigbench_tasks, bb_eval = {}, []
     if wanted or mixture.decontaminate == "bigbench" or \
-            (mixture.decontaminate == "auto" and sources.bigbench_tarball() is not None):
+            (mixture.decontaminate == "auto" and bigbench.tarball() is not None):
         if progress:
             print("sft data: reading BIG-bench (instruction sources + evaluation sets)", flush=True)
-        bigbench, bb_eval = sources.read_bigbench(wanted)
+        bigbench_tasks, bb_eval = sources.read_bigbench(wanted)
     # evaluation n-grams: BIG-bench's from the pass above, or those of a named file
     if mixture.decontaminate in ("auto", "bigbench"):
         decontam_what, texts = (("BIG-bench evaluation tasks", bb_eval) if bb_eval
@@ -178,7 +179,7 @@ def build_mixture(mixture: Mixture, tokenizer: Tokenizer, max_tokens: int, out: 
         kept: list[list[dict]] = []
         cap = spec.cap if spec.cap is not None else (spec.count or None)
         source_rng = random.Random(f"{mixture.seed}:{spec.name}")
-        for messages in _conversations(spec, source_rng, bigbench):
+        for messages in _conversations(spec, source_rng, bigbench_tasks):
             if cap is not None and len(kept) + s["val"] >= cap:
                 break
             s["read"] += 1

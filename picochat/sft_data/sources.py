@@ -14,7 +14,7 @@
 BIG-bench is read straight from the sdist tarball in the sources cache
 (`pip download --no-deps bigbench==1.0.0 -d ~/.cache/picochat/sources`, done by
 scripts/install_data.sh), in one pass that also collects the evaluation tasks' texts for
-decontamination (picochat.data.decontam's task list and n-gram rule).
+decontamination (picochat.bigbench's task list, picochat.data.decontam's n-gram rule).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from picochat import bigbench
 from picochat.chat import assistant, user
-from picochat.data.decontam import BIGBENCH_HINT, BIGBENCH_TASKS, _strings, bigbench_tarball, bigbench_task_files
 from picochat.rundir import PicochatError
 
 
@@ -40,19 +40,20 @@ def _package_dir(module: str, hint: str) -> Path:
 
 
 # --- BIG-bench --------------------------------------------------------------------------------
-def read_bigbench(wanted: set[str], eval_tasks: tuple[str, ...] = BIGBENCH_TASKS) -> tuple[dict, list[str]]:
+def read_bigbench(wanted: set[str], eval_tasks: tuple[str, ...] = bigbench.DECONTAMINATED
+                  ) -> tuple[dict, list[str]]:
     """One pass over the BIG-bench sdist: {task: [task.json dicts]} for the wanted tasks
     (subtasks included), and the evaluation tasks' texts (for decontamination)."""
-    path = bigbench_tarball()
+    path = bigbench.tarball()
     if path is None:
-        raise PicochatError(f"BIG-bench is not in the sources cache; fetch it with: {BIGBENCH_HINT}")
+        raise PicochatError(f"BIG-bench is not in the sources cache; fetch it with: {bigbench.FETCH_HINT}")
     tasks: dict[str, list[dict]] = {t: [] for t in wanted}
     eval_texts: list[str] = []
-    for task, _, data in bigbench_task_files(path, set(wanted) | set(eval_tasks)):
+    for task, _, data in bigbench.task_files(path, set(wanted) | set(eval_tasks)):
         if task in wanted:
             tasks[task].append(data)
         else:
-            eval_texts.extend(_strings(data.get("examples", [])))
+            eval_texts.extend(bigbench.strings_in(data.get("examples", [])))
     return tasks, eval_texts
 
 
