@@ -172,6 +172,21 @@ def eval_run(fresh_run, tok):
     return fresh_run
 
 
+def test_bpb_task_is_pretraining_validation(eval_run, tok):
+    """The eval's bits per byte is the number pretraining logs as val_bpb for the same windows."""
+    from picochat.data.shards import TokenShards
+    from picochat.evals import bpb
+    from picochat.model import load_pretrained
+    from picochat.train.pretrain import NextTokenObjective
+
+    run = RunDir(eval_run, create=False)
+    task = bpb.bits_per_byte(Subject.load(run.model("base"), chat=False, dtype="fp32"), run, 6, 0)
+    objective = NextTokenObjective(TokenShards(run.tokens, "train"), TokenShards(run.tokens, "val"),
+                                   task["tokens"] // task["n"], 8, 1, 0, task["tokens"], tok.byte_lengths())
+    with torch.inference_mode():
+        assert task["value"] == objective.evaluate(load_pretrained(run.model("base")), 0, 1)["val_bpb"]
+
+
 def test_run_evals_writes_the_contract_and_merges(eval_run, tok, capsys):
     run = RunDir(eval_run, create=False)
     first = run_evals(run, "base", tasks="bpb,spelling,letter_count", limit=24)

@@ -3,8 +3,8 @@ trained on, in a unit that compares across tokenizers.
 
     picochat eval --run R --stage sft --tasks bpb --limit 256
 
-The same computation as pretraining's validation (picochat.train.pretrain's objective, reused
-here): the first `limit` context-length windows of the val shards, summed nats / ln 2 / summed
+The same computation as pretraining's validation (picochat.train.loss.evaluate_bpb, which both
+call): the first `limit` context-length windows of the val shards, summed nats / ln 2 / summed
 UTF-8 bytes of the predicted tokens. With as many tokens as the run's `eval_tokens` (65,536 =
 256 windows of 256 for cpu-tiny) it is pretraining's last val_bpb for the base model; for later
 stages it shows how much general text modelling fine-tuning gave up.
@@ -16,15 +16,15 @@ import torch
 
 from picochat.evals.subject import Subject, TaskUnavailable
 from picochat.rundir import PicochatError, RunDir
+from picochat.train.loss import evaluate_bpb
 
 
 def bits_per_byte(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
+    """`seed` is unused: the windows are the first of the val split, as in pretraining."""
     from picochat.data.shards import TokenShards
-    from picochat.train.pretrain import NextTokenObjective
 
     try:
         val = TokenShards(run.tokens, "val")
-        train = TokenShards(run.tokens, "train")
     except PicochatError as e:
         raise TaskUnavailable(f"bits per byte needs the run's token shards: {e}") from e
     if val.vocab_size != subject.tokenizer.vocab_size:
@@ -33,8 +33,7 @@ def bits_per_byte(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
                             "with the model's tokenizer")
     seq_len = min(subject.context, max(len(val) - 1, 1))
     windows = max(1, min(limit, (len(val) - 1) // seq_len))
-    objective = NextTokenObjective(train, val, seq_len, batch_size=8, grad_accum=1, seed=seed,
-                                   eval_tokens=windows * seq_len, token_bytes=subject.tokenizer.byte_lengths())
+    token_bytes = torch.tensor(subject.tokenizer.byte_lengths(), dtype=torch.float32)
     with subject.full_model() as model, subject.autocast(), torch.inference_mode():
-        value = objective.evaluate(model, rank=0, world=1)["val_bpb"]
+        value = evaluate_bpb(model, val.tokens, seq_len, windows * seq_len, token_bytes, batch_size=8)
     return {"value": value, "n": windows, "tokens": windows * seq_len}

@@ -14,7 +14,12 @@ The logits are consumed: after the call they hold the gradient, so read them bef
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 IGNORE = -100  # the target id that counts for nothing: padding, and in SFT every non-assistant token
 CPU_BLOCK_ELEMENTS = 1 << 18  # logits per block on CPU: 1 MB in fp32, within a core's L2
@@ -56,3 +61,35 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     overwritten with their gradient; targets (B, T)."""
     with torch.autocast(logits.device.type, enabled=False):
         return _CrossEntropyWithGradient.apply(logits.flatten(0, 1), targets.flatten())
+
+
+# --- evaluation -------------------------------------------------------------------------------
+def evaluate_bpb(model, tokens, seq_len: int, max_tokens: int, token_bytes: torch.Tensor, batch_size: int,
+                 rank: int = 0, world: int = 1,
+                 all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> float:
+    """Bits per byte over the first `max_tokens` of `tokens` (a flat id array), in windows of
+    `seq_len`: summed nats / ln 2 / summed UTF-8 bytes of the predicted tokens, so the number
+    compares across tokenizers. token_bytes[id] is the bytes of text an id stands for (0 for
+    special tokens, which are not counted). Each of `world` ranks scores every world-th window
+    and `all_reduce_sum` adds the ranks' sums; pretraining's validation and the bpb eval both
+    call this, so their numbers agree."""
+    T, device = seq_len, next(model.parameters()).device
+    n_windows = max(1, min(max_tokens, len(tokens) - 1) // T)
+    starts = [i * T for i in range(n_windows) if i * T + T + 1 <= len(tokens)]
+    if not starts:  # fewer tokens than one window: use what there is
+        starts, T = [0], len(tokens) - 1
+    mine = starts[rank::world]
+    nats = torch.zeros((), device=device, dtype=torch.float64)
+    nbytes = torch.zeros((), device=device, dtype=torch.float64)
+    token_bytes = token_bytes.to(device)
+    for i in range(0, len(mine), batch_size):
+        chunk = np.stack([np.asarray(tokens[s:s + T + 1], dtype=np.int64) for s in mine[i:i + batch_size]])
+        chunk = torch.from_numpy(chunk).to(device)
+        logits = model(chunk[:, :-1])
+        per_token = F.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten(), reduction="none")
+        weight = token_bytes[chunk[:, 1:].flatten()]
+        counted = weight > 0   # special tokens (<|bos|>) stand for no text: not counted
+        nats += (per_token * counted).sum().double()
+        nbytes += weight.sum().double()
+    nats, nbytes = all_reduce_sum(nats), all_reduce_sum(nbytes)
+    return (nats / math.log(2) / nbytes.clamp(min=1)).item()

@@ -8,19 +8,17 @@ is reported in bits per byte, which (unlike loss per token) compares across toke
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from picochat.config import Preset, override
 from picochat.data.shards import TokenShards
 from picochat.model import Llama, save_pretrained
 from picochat.rundir import PicochatError, RunDir
 from picochat.tokenizer import Tokenizer
-from picochat.train.loss import token_cross_entropy
+from picochat.train.loss import evaluate_bpb, token_cross_entropy
 from picochat.train.trainer import Trainer, all_reduce_sum
 
 
@@ -59,28 +57,8 @@ class NextTokenObjective:
 
     def evaluate(self, model, rank: int, world: int) -> dict[str, float]:
         """Bits per byte over the first eval_tokens of the val split (each rank a share)."""
-        T, device = self.seq_len, next(model.parameters()).device
-        n_windows = max(1, min(self.eval_tokens, len(self.val) - 1) // T)
-        starts = [i * T for i in range(n_windows) if i * T + T + 1 <= len(self.val)]
-        if not starts:  # val split shorter than one window: use what there is
-            starts, T = [0], len(self.val) - 1
-        mine = starts[rank::world]
-        nats = torch.zeros((), device=device, dtype=torch.float64)
-        nbytes = torch.zeros((), device=device, dtype=torch.float64)
-        token_bytes = self.token_bytes.to(device)
-        for i in range(0, len(mine), self.batch_size):
-            chunk = np.stack([np.asarray(self.val.tokens[s:s + T + 1], dtype=np.int64)
-                              for s in mine[i:i + self.batch_size]])
-            chunk = torch.from_numpy(chunk).to(device)
-            logits = model(chunk[:, :-1])
-            per_token = F.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten(),
-                                        reduction="none")
-            weight = token_bytes[chunk[:, 1:].flatten()]
-            counted = weight > 0   # special tokens (<|bos|>) stand for no text: not counted
-            nats += (per_token * counted).sum().double()
-            nbytes += weight.sum().double()
-        nats, nbytes = all_reduce_sum(nats), all_reduce_sum(nbytes)
-        return {"val_bpb": (nats / math.log(2) / nbytes.clamp(min=1)).item()}
+        return {"val_bpb": evaluate_bpb(model, self.val.tokens, self.seq_len, self.eval_tokens, self.token_bytes,
+                                        self.batch_size, rank, world, all_reduce_sum)}
 
 
 def pretrain(run: RunDir, preset: Preset, max_steps: int | None = None, resume: bool = False,
