@@ -8,7 +8,7 @@ configured any other way (no globals, no exec'd config files).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from picochat.model import ModelConfig
 from picochat.rundir import PicochatError
@@ -51,7 +51,6 @@ class Preset:
     model: ModelConfig
     train: TrainConfig
     vocab_size: int = 8192         # tokenizer size this preset expects
-    extra: dict = field(default_factory=dict)
     sft: TrainConfig | None = None  # fine-tuning recipe (picochat sft); None: derived from train
 
 
