@@ -20,8 +20,6 @@ from typing import NamedTuple
 from picochat.config import Preset, get_preset
 from picochat.rundir import RunDir, read_json
 
-EVAL_SUITES = {"base": "core", "sft": "chat"}   # the contract of picochat.evals: suite per stage
-
 
 class Stage(NamedTuple):
     name: str                         # its entry in run.json
@@ -119,25 +117,23 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
 def evals_done(run: RunDir, stage: str) -> bool:
     """The stage's evals file holds every task of its suite, scored on the current weights (an
     interrupted eval keeps the tasks it finished, so it is not done yet)."""
-    try:
-        from picochat.evals import model_fingerprint, suite_tasks
-    except ImportError:
-        print(f"=== eval {stage}: picochat.evals is not part of this install; skipped ===")
-        return True
+    from picochat.evals import default_suite, model_fingerprint, suite_tasks
+
     results = read_json(run.evals(stage))
     if not results or not isinstance(results.get("tasks"), dict):
         return False
     if results.get("model_fingerprint") != model_fingerprint(run.model(stage)):
         return False          # scores of weights retrained since: run_evals starts a new file
-    return set(suite_tasks(EVAL_SUITES[stage])) <= set(results["tasks"])
+    return set(suite_tasks(default_suite(stage))) <= set(results["tasks"])
 
 
 def run_eval_stage(run: RunDir, stage: str, limit: int | None) -> dict:
-    from picochat.evals import run_evals
+    from picochat.evals import default_suite, run_evals
 
-    results = run_evals(run, stage, tasks=EVAL_SUITES[stage], limit=limit)
+    suite = default_suite(stage)
+    results = run_evals(run, stage, tasks=suite, limit=limit)
     agg = results.get("aggregate") or {}
-    return {"suite": EVAL_SUITES[stage], "tasks": len(results.get("tasks", {})),
+    return {"suite": suite, "tasks": len(results.get("tasks", {})),
             **({agg["name"]: agg.get("value")} if agg.get("name") else {})}
 
 
