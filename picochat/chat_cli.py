@@ -1,6 +1,6 @@
 """`picochat chat`: talk to a chat model in the terminal.
 
-    picochat chat --run R [--stage sft] [--system TEXT] [--temperature T] [--dtype auto]
+    picochat chat --run R [--stage sft] [--system TEXT] [--temperature T] [--dtype auto] [--device auto]
 
 Answers stream as they are generated; tool calls are shown as they happen. Input: one line is a
 message; end a line with a backslash to continue on the next, or wrap several lines between
@@ -202,15 +202,16 @@ def read_message(prompt: str, read=input) -> str | None:
     return "\n".join(lines)
 
 
-def chat(run: RunDir, stage: str = "sft", system: str | None = None, temperature: float = 0.7,
-         max_tokens: int = 512, dtype: str = "auto", seed: int | None = None) -> None:
+def chat(run: RunDir, stage: str = "sft", system: str | None = None, dtype: str = "auto", device: str = "cpu",
+         **sampling) -> None:
+    """Talk to the stage's model on stdin/stdout; `sampling`: SamplingParams fields."""
     from picochat.engine import SamplingParams, load_engine
     from picochat.tools import default_tools
 
+    params = SamplingParams(**sampling)
     folder = run.require_model(stage)
-    engine = load_engine(folder, dtype=dtype, tools=default_tools())
-    session = ChatSession(engine, system, SamplingParams(temperature=temperature, top_p=0.95,
-                                                         max_tokens=max_tokens, seed=seed))
+    engine = load_engine(folder, dtype=dtype, tools=default_tools(), device=device)
+    session = ChatSession(engine, system, params)
     try:
         sys.stdin.reconfigure(errors="surrogateescape")
     except (AttributeError, ValueError):

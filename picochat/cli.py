@@ -7,12 +7,14 @@
     picochat pretrain --run R --preset cpu-tiny [--max-steps N] [--resume]
     picochat sft --run R [--preset P] [--mixture FILE] [--resume]
     picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
-    picochat sample --run R [--stage base] --prompt TEXT [--temperature T] [--top-k K] [--top-p P]
-                    [--max-tokens N] [--seed N]
-    picochat chat --run R [--stage sft] [--system TEXT]
+    picochat sample --run R [--stage base] --prompt TEXT [SAMPLING] [--dtype D] [--device D]
+    picochat chat --run R [--stage sft] [--system TEXT] [SAMPLING] [--dtype D] [--device D]
     picochat serve --run R [--stage sft] [--host H] [--port N] [--api-key KEY] [--max-concurrency N]
+                   [--dtype D] [--device D]
     picochat eval --run R [--stage base|sft] [--tasks LIST|core|chat|all] [--limit N] [--shots K]
-                  [--scoring mean|sum|pmi]
+                  [--scoring mean|sum|pmi] [--dtype D] [--device D]
+        SAMPLING: [--temperature T] [--top-k K] [--top-p P] [--max-tokens N] [--seed N]
+        --dtype auto|fp32|bf16|int8, --device auto|cpu|cuda|cuda:N|mps (auto: as training picks)
     picochat report --run R
     picochat export --run R [--stage S] --format gguf|hf|twofiles --out DIR [--dtype f32|f16|bf16|q8_0]
     picochat import PATH --run R [--stage S]          (a Llama-family HF directory or GGUF file)
@@ -140,30 +142,30 @@ def cmd_speedrun(args) -> None:
 def cmd_sample(args) -> None:
     from picochat.sample import sample
 
-    sample(RunDir(args.run, create=False), args.stage, args.prompt, temperature=args.temperature,
-           top_k=args.top_k, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+    sample(RunDir(args.run, create=False), args.stage, args.prompt, dtype=args.dtype,
+           device=inference_device(args.device), **sampling_settings(args))
 
 
 def cmd_serve(args) -> None:
     from picochat.serve.app import serve
 
     serve(RunDir(args.run, create=False), args.stage, host=args.host, port=args.port, dtype=args.dtype,
-          device=args.device, api_key=args.api_key, max_concurrency=args.max_concurrency,
+          device=inference_device(args.device), api_key=args.api_key, max_concurrency=args.max_concurrency,
           max_queue=args.max_queue, max_body=args.max_body)
 
 
 def cmd_chat(args) -> None:
     from picochat.chat_cli import chat
 
-    chat(RunDir(args.run, create=False), args.stage, system=args.system, temperature=args.temperature,
-         max_tokens=args.max_tokens, dtype=args.dtype, seed=args.seed)
+    chat(RunDir(args.run, create=False), args.stage, system=args.system, dtype=args.dtype,
+         device=inference_device(args.device), **sampling_settings(args))
 
 
 def cmd_eval(args) -> None:
     from picochat.evals import run_evals
 
     run_evals(RunDir(args.run, create=False), args.stage, tasks=args.tasks, limit=args.limit, seed=args.seed,
-              shots=args.shots, scoring=args.scoring)
+              shots=args.shots, scoring=args.scoring, dtype=args.dtype, device=inference_device(args.device))
 
 
 def cmd_report(args) -> None:
@@ -182,6 +184,85 @@ def cmd_import(args) -> None:
     from picochat.export.importer import import_model
 
     import_model(args.path, args.run, args.stage)
+
+
+# --- generation flags (sample, chat, serve, eval) ---------------------------------------------
+class DataclassDefault:
+    """A flag's default that is a field of a dataclass (SamplingParams, ServeConfig), looked up
+    when its command runs or its --help prints: those modules import torch and FastAPI, which
+    every other command (`picochat presets`) should not wait for. `main` swaps in the value."""
+
+    def __init__(self, module: str, owner: str, field: str):
+        self.module, self.owner, self.field = module, owner, field
+
+    def value(self):
+        import importlib
+
+        return getattr(getattr(importlib.import_module(self.module), self.owner), self.field)
+
+    def __str__(self) -> str:   # what "%(default)s" shows in --help
+        return str(self.value())
+
+
+def sampling_default(field: str) -> DataclassDefault:
+    return DataclassDefault("picochat.engine", "SamplingParams", field)
+
+
+def serve_default(field: str) -> DataclassDefault:
+    return DataclassDefault("picochat.serve.app", "ServeConfig", field)
+
+
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "max_tokens", "seed")
+
+
+def add_generation_flags(p: argparse.ArgumentParser, sampling: bool) -> None:
+    """The flags of every command that runs a model: sample, chat, serve and eval. `sampling`
+    adds the SamplingParams flags (the server takes those per request, evals fix their own)."""
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                   help="weights for decoding (auto: bf16 where the hardware has it, else fp32; int8: "
+                        "weight-only, fastest on CPU; evals take auto, fp32 or bf16) (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (as training: cuda, else mps, else cpu) | cpu | "
+                                                    "cuda | cuda:N | mps (default: %(default)s)")
+    if not sampling:
+        return
+    p.add_argument("--temperature", type=float, default=sampling_default("temperature"),
+                   help="0: greedy (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=sampling_default("top_k"), help="0: off (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=sampling_default("top_p"), help="1: off (default: %(default)s)")
+    p.add_argument("--max-tokens", type=int, default=sampling_default("max_tokens"),
+                   help="longest output (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=sampling_default("seed"),
+                   help="the same output for the same seed (default: %(default)s)")
+
+
+def sampling_settings(args) -> dict:
+    """SamplingParams keywords from the flags `add_generation_flags` defines."""
+    return {name: getattr(args, name) for name in SAMPLING_FLAGS}
+
+
+def inference_device(requested: str) -> str:
+    """--device resolved as training resolves it (picochat.hardware.pick_device), and checked
+    here, so a device this machine lacks is one clear error instead of a torch traceback."""
+    import torch
+
+    from picochat.hardware import pick_device
+
+    try:
+        device = pick_device(requested)
+    except RuntimeError as e:
+        raise PicochatError(f"--device {requested!r} is not a device ({e}); use auto, cpu, cuda, cuda:N or mps") from e
+    present = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+               "mps": int(torch.backends.mps.is_available())}.get(device.type, 0)
+    if (device.index or 0) >= present:
+        raise PicochatError(f"--device {requested}: this machine has no such device (picochat runs on cpu, "
+                            f"cuda or mps); use auto or cpu")
+    return str(device)
+
+
+def resolve_defaults(args: argparse.Namespace) -> None:
+    for name, value in vars(args).items():
+        if isinstance(value, DataclassDefault):
+            setattr(args, name, value.value())
 
 
 # --- argument parsing -------------------------------------------------------------------------
@@ -259,33 +340,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_run(sub.add_parser("sample", help="generate text from a trained model"))
     p.add_argument("--stage", default="base")
     p.add_argument("--prompt", default="")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-tokens", type=int, default=200)
-    p.add_argument("--seed", type=int)
+    add_generation_flags(p, sampling=True)
     p.set_defaults(func=cmd_sample)
 
     p = with_run(sub.add_parser("chat", help="talk to a chat model (streaming, tools, /help)"))
     p.add_argument("--stage", default="sft")
     p.add_argument("--system", help="system prompt")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-tokens", type=int, default=512, help="longest answer")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32", "int8"],
-                   help="weights for decoding (auto: bf16 on GPU, fp32 on CPU; int8: fastest on CPU)")
-    p.add_argument("--seed", type=int)
+    add_generation_flags(p, sampling=True)
     p.set_defaults(func=cmd_chat)
 
     p = with_run(sub.add_parser("serve", help="OpenAI-compatible API (/v1) and web chat UI (/)"))
     p.add_argument("--stage", default="sft")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 (default: open)")
-    p.add_argument("--max-concurrency", type=int, default=32, help="requests generated together (batch rows)")
-    p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a row; beyond: 429")
-    p.add_argument("--max-body", type=int, default=4_000_000, help="largest request body in bytes (413)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"])
-    p.add_argument("--device", default="cpu", help="cpu | cuda | mps")
+    p.add_argument("--api-key", default=serve_default("api_key"),
+                   help="require 'Authorization: Bearer KEY' on /v1 (default: open)")
+    p.add_argument("--max-concurrency", type=int, default=serve_default("max_concurrency"),
+                   help="requests generated together (batch rows) (default: %(default)s)")
+    p.add_argument("--max-queue", type=int, default=serve_default("max_queue"),
+                   help="requests waiting for a row; beyond: 429 (default: %(default)s)")
+    p.add_argument("--max-body", type=int, default=serve_default("max_body"),
+                   help="largest request body in bytes, 413 beyond (default: %(default)s)")
+    add_generation_flags(p, sampling=False)
     p.set_defaults(func=cmd_serve)
 
     p = with_run(sub.add_parser("eval", help="benchmarks and probes; results in runs/R/evals/"))
@@ -297,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scoring", choices=["mean", "sum", "pmi"],
                    help="how choices are compared: mean log-prob per token (default), sum, or pmi")
     p.add_argument("--seed", type=int, default=0)
+    add_generation_flags(p, sampling=False)
     p.set_defaults(func=cmd_eval)
 
     p = with_run(sub.add_parser("report", help="the report card: runs/R/report/report.md with plots"))
@@ -322,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        resolve_defaults(args)
         args.func(args)
     except PicochatError as e:
         print(f"picochat: error: {e}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Sample from a trained model, streaming tokens to the terminal as they come.
 
-    picochat sample --run R [--stage base] --prompt "ROMEO." --temperature 0.8 --seed 1
+    picochat sample --run R [--stage base] --prompt "ROMEO." --temperature 0.8 --seed 1 [--dtype auto]
 
 A base model continues the prompt as a document; a chat stage (sft, dpo, rl) answers it as a
 user message rendered through the chat template.
@@ -14,10 +14,9 @@ from __future__ import annotations
 import sys
 import time
 
-from picochat.engine import SamplingParams, TextStream, generate
-from picochat.model import load_pretrained
+from picochat.engine import Engine, SamplingParams, TextStream, generate, load_engine
 from picochat.rundir import RunDir, atomic_write_json
-from picochat.tokenizer import Tokenizer
+from picochat.tools import default_tools
 
 SAMPLE_PROMPTS = ["The meaning of life is", "In the beginning", "Python is a programming language that"]
 CHAT_PROMPTS = ["Who are you?", "How many r's are in strawberry?", "What is the capital of France?"]
@@ -26,17 +25,22 @@ SAMPLING = {"base": dict(temperature=0.6, top_k=50, top_p=0.95, max_tokens=60, s
             "chat": dict(temperature=0.6, top_k=50, top_p=0.95, max_tokens=80, seed=0)}
 
 
-def sample(run: RunDir, stage: str, prompt: str, out=sys.stdout, **sampling) -> str:
-    folder = run.require_model(stage)
-    model = load_pretrained(folder).eval()
-    tokenizer = Tokenizer.load(folder)
+def sample(run: RunDir, stage: str, prompt: str, out=sys.stdout, dtype: str = "fp32", device: str = "cpu",
+           **sampling) -> str:
+    """Stream a continuation (base) or an answer (chat stages) of `prompt` to `out`; returns it.
+    dtype and device as `load_engine` takes them; the defaults (fp32 on the CPU) keep the
+    speedrun's stored samples the same on every machine."""
     params = SamplingParams(**sampling)
+    engine = load_engine(run.require_model(stage), dtype=dtype, device=device,
+                         tools=None if stage == "base" else default_tools())
     if stage != "base":
-        return _answer(model, tokenizer, prompt, params, out)
+        return _answer(engine, prompt, params, out)
+    tokenizer = engine.tokenizer
     ids, stop = tokenizer.encode(prompt, bos=True), {tokenizer.bos_id}
     out.write(prompt)
     stream, pieces = TextStream(tokenizer), []
-    for (token,) in generate(model, [ids], params, stop_ids=stop):
+    # plain generation: a base model's text ends only at the next document's <|bos|>
+    for (token,) in generate(engine.net, [ids], params, stop_ids=stop):
         if token is None or token in stop:
             break
         piece = stream.push(token)
@@ -48,12 +52,8 @@ def sample(run: RunDir, stage: str, prompt: str, out=sys.stdout, **sampling) -> 
     return "".join(pieces)
 
 
-def _answer(model, tokenizer, prompt: str, params: SamplingParams, out) -> str:
+def _answer(engine: Engine, prompt: str, params: SamplingParams, out) -> str:
     """A chat stage answers the prompt as a user message (rendered safely, tools available)."""
-    from picochat.engine import Engine
-    from picochat.tools import default_tools
-
-    engine = Engine(model, tokenizer, tools=default_tools())
     pieces = []
     for event in engine.chat([{"role": "user", "content": prompt}], params):
         if event.kind == "text":

@@ -219,6 +219,9 @@ def run_evals(run: RunDir, stage: str = "base", tasks: str | None = None, limit:
     from picochat.hardware import pick_device
 
     folder = run.require_model(stage)
+    if dtype not in ("auto", "fp32", "bf16"):
+        raise PicochatError(f"--dtype {dtype} is for decoding (sample, chat, serve); evals score the "
+                            "whole model: use auto, fp32 or bf16")
     names = resolve_tasks(tasks, stage)
     if limit is not None and limit < 1:
         raise PicochatError(f"--limit must be at least 1, not {limit}")
