@@ -202,29 +202,23 @@ def encode_conversation(tokenizer: Tokenizer, messages: list[dict], max_tokens: 
     return rendered
 
 
-# --- reading the model's output -----------------------------------------------------------------
-def parse_tool_calls(tokenizer: Tokenizer, ids: list[int]) -> tuple[str, list[dict], list[str]]:
-    """Split an assistant turn's generated ids into (text, well-formed tool calls, errors for
-    malformed ones). Text outside tool-call markers (and before <|end|>) is the reply."""
+# --- the protocol of a generated turn ------------------------------------------------------------
+# The tokens that end an assistant answer, and the ids a tool result is spliced in as: with
+# render_ids, the only places that know how the template spells a turn.
+TURN_MARKERS = (END, BOS, "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>", "<|tool_result|>")
+
+
+def turn_stop_ids(tokenizer: Tokenizer) -> frozenset[int]:
+    """Ids that end an assistant answer: its <|end|>, or any token that starts another turn
+    (a model that begins the user's turn has finished its own)."""
     sp = tokenizer.special_tokens
-    open_id, close_id, end_id = sp["<|tool_call|>"], sp["<|/tool_call|>"], sp[END]
-    text_ids: list[int] = []
-    calls, errors = [], []
-    i = 0
-    while i < len(ids) and ids[i] != end_id:
-        if ids[i] == open_id:
-            j = i + 1
-            while j < len(ids) and ids[j] not in (close_id, end_id):
-                j += 1
-            raw = tokenizer.decode(ids[i + 1:j])
-            try:
-                obj = json.loads(raw)
-                calls.append(_normalize_call(obj, "tool call"))
-            except (json.JSONDecodeError, PicochatError, AttributeError) as e:
-                errors.append(f"malformed tool call {raw!r}: {e}")
-            i = j + 1
-        else:
-            if ids[i] not in sp.values():
-                text_ids.append(ids[i])
-            i += 1
-    return tokenizer.decode(text_ids), calls, errors
+    return frozenset(sp[t] for t in TURN_MARKERS if t in sp)
+
+
+def tool_result_ids(tokenizer: Tokenizer, result: str, encode=None) -> list[int]:
+    """What follows a generated <|/tool_call|>: the answer's <|end|>, the tool turn with the
+    result (encoded as plain text), and the assistant's next turn, as render_prompt writes them."""
+    sp = tokenizer.special_tokens
+    encode = encode or tokenizer.encode
+    return [sp[END], sp["<|tool|>"], sp["<|tool_result|>"], *encode(result), sp["<|/tool_result|>"],
+            sp[END], sp["<|assistant|>"]]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from picochat.chat import (assistant, encode_conversation, normalize, parse_tool_calls, render_ids,
+from picochat.chat import (assistant, encode_conversation, normalize, render_ids,
                            render_prompt, system, tool, tool_call, truncate, user)
 from picochat.rundir import PicochatError
 from picochat.tokenizer import Tokenizer
@@ -114,15 +114,3 @@ def test_schema_errors_say_what_is_wrong(tok):
             {"function": {"name": "calculator", "arguments": "{oops"}}]}])
     with pytest.raises(PicochatError, match="non-empty"):
         normalize([])
-
-
-def test_parse_tool_calls_reads_the_models_output(tok):
-    sp = tok.special_tokens
-    good = tok.encode_special('Checking.<|tool_call|>{"name": "calculator", "arguments": '
-                              '{"expression": "12*34"}}<|/tool_call|><|end|>')
-    text, calls, errors = parse_tool_calls(tok, good)
-    assert text == "Checking." and errors == []
-    assert calls == [tool_call("calculator", {"expression": "12*34"})]
-    bad = [sp["<|tool_call|>"], *tok.encode('{"name": "calculator", "argum'), sp["<|/tool_call|>"], sp["<|end|>"]]
-    text, calls, errors = parse_tool_calls(tok, bad)
-    assert calls == [] and len(errors) == 1 and "malformed" in errors[0]

@@ -6,12 +6,18 @@ rule's tokens; a failing request fails alone."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import torch
 
-from picochat.engine import SamplingParams, TextStream, as_fast, generate_steps
+from picochat.chat import turn_stop_ids
+from picochat.engine import (
+    SamplingParams,
+    TextStream,
+    as_fast,
+    generate_steps,
+    sampling,
+)
 from picochat.model import Llama, ModelConfig
 from picochat.serve import scheduler as S
 from picochat.tokenizer import Tokenizer
@@ -54,21 +60,27 @@ def test_joining_and_leaving_rows_match_generating_alone(setup):
     rng = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, 250, (n,), generator=rng).tolist() for n in (3, 20, 7, 41, 12, 2, 30, 9)]
     budgets = [40, 10, 61, 15, 25, 5, 33, 50]
-    sched = S.Scheduler(net, tok, None, max_batch=3, max_queue=16, cache_len=net.config.max_seq_len + 6)
+    # driven step by step (no thread), so joins, leaves and cache moves happen whatever the speed
+    sched = S.Scheduler(net, tok, None, max_batch=3, max_queue=16, cache_len=net.config.max_seq_len + 6,
+                        threaded=False)
     try:
         collectors = [Collector() for _ in prompts]
         reqs = [S.GenRequest(prompt=p, params=SamplingParams(temperature=0, max_tokens=b), emit=c, chat=False)
                 for p, b, c in zip(prompts, budgets, collectors)]
         sched.submit(reqs[:2])                  # the rest arrive while those decode
-        time.sleep(0.05)
+        for _ in range(5):
+            sched.tick()
         for r in reqs[2:]:
             sched.submit([r])
-            time.sleep(0.01)
-        for c in collectors:
-            assert c.event.wait(60)
+            sched.tick()
+        for _ in range(1000):
+            if all(c.event.is_set() for c in collectors):
+                break
+            sched.tick()
+        stop_ids = turn_stop_ids(tok)
         for p, b, c in zip(prompts, budgets, collectors):
             assert c.done["type"] == "done", c.done
-            assert "".join(c.text) == alone(tok, net, p, b, sched.stop_ids)
+            assert "".join(c.text) == alone(tok, net, p, b, stop_ids)
         load = sched.load()
         assert load["inflight"] == 0 and load["errors"] == 0 and load["active"] == 0
         assert load["moves_right"] > 0 and load["shifts_left"] > 0      # both cache moves were exercised
@@ -107,10 +119,10 @@ def test_batched_top_p_keeps_the_sorted_rules_tokens(monkeypatch, min_p):
             sv, si = probs.sort(-1, descending=True)
             ref = torch.zeros_like(probs).scatter(-1, si, sv * ((sv.cumsum(-1) - sv) <= target))
             drawn = []
-            real = S.draw
-            monkeypatch.setattr(S, "draw", lambda p: (drawn.append(p.clone()), real(p))[1])
-            ids = S.sample_filtered(x, 0, top_p, min_p)
-            monkeypatch.setattr(S, "draw", real)
+            real = sampling.draw
+            monkeypatch.setattr(sampling, "draw", lambda p: (drawn.append(p.clone()), real(p))[1])
+            ids = sampling.sample_filtered(x, 0, top_p, min_p)
+            monkeypatch.setattr(sampling, "draw", real)
             assert (ref.gather(-1, ids[:, None]) > 0).all()          # every draw is inside the nucleus
             masses = sorted(float(r.sum()) for p in drawn for r in p)
             assert masses == pytest.approx(sorted(ref.sum(-1).tolist()), abs=1e-5)

@@ -13,10 +13,10 @@ greedy decoding).
 
 Base models get plain completion prompts (few-shot "Question: ... Answer: ..." for the
 arithmetic tasks; the bare function for HumanEval). Chat models get the question as a user turn
-through the chat template; they were taught to call the calculator for arithmetic, so answers
-that call a tool are re-generated through picochat.engine.Engine with picochat's tools, and the
-task records how many did. Generation is batched (picochat.engine.generate_steps), greedy, and
-stops at the end of the turn or at a stop string.
+through the chat template; they were taught to call the calculator for arithmetic, so their
+answers run picochat's tools when they call one, and the task records how many did. Generation
+is batched (picochat.engine.Engine.generate_batch), greedy, and stops at the end of the turn or
+at a stop string.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 import re
 
-from picochat.engine import SamplingParams, generate_steps
+from picochat.engine import Completion, SamplingParams
 from picochat.evals.subject import Format, Shot, Subject, TaskUnavailable
 from picochat.rundir import RunDir
 
@@ -35,48 +35,20 @@ HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n
 
 
 def generate(subject: Subject, prompts: list[list[int]], max_tokens: int, stops: list[str],
-             stop_at_tool_call: bool = False, batch_size: int = 32) -> list[tuple[str, bool]]:
-    """Greedy answers for many prompts: [(text, called_a_tool)]. Rows stop at an end-of-turn
-    token, at a stop string (cut before it) or after max_tokens."""
+             batch_size: int = 32) -> list[Completion]:
+    """Greedy answers for many prompts through `Engine.generate_batch`: chat models' answers run
+    picochat's tools when they call one (the calculator), base models' are plain completions.
+    Rows stop at the end of the turn, at a stop string (cut before it) or after max_tokens."""
     engine = subject.engine()
-    tok = subject.tokenizer
-    call_id = tok.special_tokens["<|tool_call|>"]
-    stop_ids = set(engine.stop_ids) | ({call_id} if stop_at_tool_call else set())
-    out: list[tuple[str, bool]] = [("", False)] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop=tuple(stops))
+    out: list[Completion | None] = [None] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))     # similar lengths together
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        room = subject.context - max(len(prompts[i]) for i in rows)
-        params = SamplingParams(temperature=0.0, max_tokens=max(1, min(max_tokens, room)))
-        ids: list[list[int]] = [[] for _ in rows]
-        done = [False] * len(rows)
-        called = [False] * len(rows)
-        for step in generate_steps(engine.net, [prompts[i] for i in rows], params, stop_ids):
-            for b, token in enumerate(step):
-                if token is None or done[b]:
-                    continue
-                if token.id in stop_ids:
-                    done[b], called[b] = True, token.id == call_id
-                    continue
-                ids[b].append(token.id)
-                if stops and any(s in tok.decode(ids[b][-12:]) for s in stops):
-                    done[b] = True
-            if all(done):
-                break
-        for b, i in enumerate(rows):
-            text = tok.decode([t for t in ids[b] if t not in engine.special_ids])
-            cut = min([text.find(s) for s in stops if s in text], default=len(text))
-            out[i] = (text[:cut], called[b])
+        done = engine.generate_batch([prompts[i] for i in rows], params, chat=subject.chat)
+        for i, completion in zip(rows, done):
+            out[i] = completion
     return out
-
-
-def answer_with_tools(subject: Subject, prompt: list[int], max_tokens: int) -> str:
-    """One chat answer through the Engine's tool loop (the calculator runs when called)."""
-    text = []
-    for event in subject.engine().stream(prompt, SamplingParams(temperature=0.0, max_tokens=max_tokens)):
-        if event.kind == "text":
-            text.append(event.text)
-    return "".join(text)
 
 
 def final_number(text: str, last: bool) -> str | None:
@@ -113,14 +85,13 @@ def reasoning_gym(subject: Subject, run: RunDir, limit: int, seed: int, dataset:
     if not prompts:
         raise TaskUnavailable(f"no {dataset} question fits the model's {subject.context}-token context")
     if subject.chat:
-        answers = generate(subject, prompts, chat_max_tokens, [], stop_at_tool_call=True)
+        answers = generate(subject, prompts, chat_max_tokens, [])
     else:
         answers = generate(subject, prompts, max_tokens, ["\n"])
     outcomes, examples, tool_rows = [], [], 0
-    for ids, entry, (text, called) in zip(prompts, kept, answers):
-        if called:
-            tool_rows += 1
-            text = answer_with_tools(subject, ids, chat_max_tokens)
+    for entry, answer in zip(kept, answers):
+        text = answer.text
+        tool_rows += bool(answer.calls)
         guess = final_number(text, last=subject.chat)
         correct = guess is not None and float(data.score_answer(guess, entry)) >= 1.0
         outcomes.append(float(correct))
@@ -180,7 +151,8 @@ def humaneval(subject: Subject, run: RunDir, limit: int, seed: int, max_tokens: 
         raise TaskUnavailable(f"no HumanEval prompt fits the model's {subject.context}-token context")
     answers = generate(subject, prompts, max_tokens, [] if subject.chat else HUMANEVAL_STOPS)
     outcomes, examples, statuses = [], [], {}
-    for p, (text, _) in zip(chosen, answers):
+    for p, answer in zip(chosen, answers):
+        text = answer.text
         result = run_python(humaneval_program(p, text, chat=subject.chat), timeout=timeout)
         statuses[result.status] = statuses.get(result.status, 0) + 1
         outcomes.append(float(result.passed))

@@ -166,7 +166,7 @@ class Server:
                                 "tokens, and the answer needs room too: shorten the messages",
                            param="messages", code="context_length_exceeded")
 
-    def chat_prompt(self, req: ChatCompletionRequest) -> tuple[list[int], frozenset[str], list[int] | None]:
+    def chat_prompt(self, req: ChatCompletionRequest) -> tuple[list[int], frozenset[str]]:
         from picochat.chat import normalize, render_prompt
 
         messages: list[dict] = []
@@ -190,7 +190,6 @@ class Server:
             ids = render_prompt(self.tokenizer, normalize(messages))
         except PicochatError as e:
             raise APIError(400, str(e), param="messages") from e
-        prefix = None
         forced = req.tool_choice
         if forced == "required" or (forced is not None and not isinstance(forced, str)):
             if not req.tools:
@@ -201,10 +200,10 @@ class Server:
                     raise APIError(400, f"tool_choice names {forced.function.name!r}, which is not in tools",
                                    param="tool_choice")
                 text = '{"name": ' + json.dumps(forced.function.name) + ', "arguments": '
-            prefix = self.tokenizer.encode(text)
-            ids = ids + [self.tokenizer.special_tokens["<|tool_call|>"]] + prefix
+            # the prompt ends inside an open call: the answer's Turn continues it
+            ids = ids + [self.tokenizer.special_tokens["<|tool_call|>"]] + self.tokenizer.encode(text)
         self.check_prompt(ids)
-        return ids, client_tools, prefix
+        return ids, client_tools
 
     def completion_prompts(self, req: CompletionRequest) -> list[list[int]]:
         p = req.prompt
@@ -386,12 +385,12 @@ def create_app(server: Server) -> FastAPI:
         200: {"model": ChatCompletion, "description": "the answer (text/event-stream chunks when stream=true)"},
         **ERRORS})
     async def chat_completions(body: ChatCompletionRequest, request: Request):
-        ids, client_tools, prefix = server.chat_prompt(body)
+        ids, client_tools = server.chat_prompt(body)
         top = body.top_logprobs or 0 if body.logprobs else None
         stream = Stream(server)
         for i in range(body.n):
             stream.add(i, prompt=ids, params=server.sampling(body, len(ids), top, i), chat=True,
-                       client_tools=client_tools, prefix_call=prefix)
+                       client_tools=client_tools)
         stream.submit()
         cid, created, model_name = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), cfg.model_name
         if body.stream:

@@ -14,93 +14,36 @@ once for `max_batch` rows and twice the context in time. Active requests occupy 
 - built-in tool call: the tool runs, its result is appended to the row's tokens, and the row is
   re-admitted (prefilled again) at the head of the queue.
 
-Each request has its own `Sampler` (penalties, seed, logprobs), text stream, stop strings and
-tool-call state; an exception while handling one request fails only that request, and one in
+Each request has its own `Sampler` (penalties, seed, logprobs) and `Turn` (the answer protocol
+that every generation loop shares: text, thinking, tool calls, stops, finish reasons; see
+picochat.engine.turn); the scheduler only maps the Turn's events to the request's. An exception while handling one request fails only that request, and one in
 the batched forward fails the requests of that step, never the thread.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
-from picochat.engine import FastLlama, Sampler, SamplingParams, StopStrings, TextStream
+from picochat.engine import (
+    FastLlama,
+    Sampler,
+    SamplingParams,
+    Token,
+    Turn,
+    sample_filtered,
+)
+from picochat.engine.turn import Event
 from picochat.model import KVCache
 from picochat.rundir import PicochatError
-
-MAX_TOOL_CALLS = 8          # server-side tool calls per answer
-
-
-def draw(p: torch.Tensor) -> torch.Tensor:
-    """One index per row of unnormalised probabilities p (B, N), by inverting the cumulative
-    sum at a uniform point: B random numbers instead of B x N (torch.multinomial and
-    exponential noise both cost ~10 ms for 32 x 8192 on one CPU core; this ~1 ms)."""
-    c = p.cumsum(dim=-1)
-    u = (1 - torch.rand(p.shape[0], 1, device=p.device, dtype=c.dtype)) * c[:, -1:]   # in (0, total]
-    return torch.searchsorted(c, u).clamp_(max=p.shape[1] - 1).squeeze(-1)
-
-
-def sample_filtered(x: torch.Tensor, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0) -> torch.Tensor:
-    """Sample one id per row of logits x (B, V) after top-k, min-p and top-p filtering (the
-    rule of engine.Sampler, batched, without sorting the vocabulary).
-
-    Top-p keeps the likeliest tokens while those ranked above cover less than p: a top-256
-    usually reaches p; rows where it does not (flat distributions) go through
-    `nucleus_binned`. Both keep exactly the sorted rule's set (up to float rounding)."""
-    B, V = x.shape
-    if top_k and top_k < V:
-        kth = torch.topk(x, top_k, dim=-1).values[:, -1:]
-        x = x.masked_fill(x < kth, float("-inf"))
-    probs = x.softmax(dim=-1)
-    if min_p > 0:
-        probs = probs.masked_fill(probs < min_p * probs.max(dim=-1, keepdim=True).values, 0)
-    if top_p >= 1.0:
-        return draw(probs)
-    t = top_p * probs.sum(dim=-1, keepdim=True)             # top_p of the mass min-p left
-    K = min(V, 256)
-    pv, pi = probs.topk(K, dim=-1)                          # sorted, descending
-    cum = pv.cumsum(dim=-1)
-    covered = (cum[:, -1:] >= t)[:, 0]
-    if bool(covered.all()) or K == V:
-        pv = pv.masked_fill((cum - pv) > t, 0)             # drop a token once those above cover p
-        return pi.gather(-1, draw(pv)[:, None]).squeeze(-1)
-    out = torch.empty(B, dtype=torch.long, device=x.device)
-    if bool(covered.any()):
-        v, c = pv[covered], cum[covered]
-        v = v.masked_fill((c - v) > t[covered], 0)
-        out[covered] = pi[covered].gather(-1, draw(v)[:, None]).squeeze(-1)
-    flat = ~covered
-    out[flat] = draw(nucleus_binned(probs[flat], t[flat]))
-    return out
-
-
-def nucleus_binned(probs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The top-p nucleus of flat rows without a sort: bin the tokens by log-probability (128
-    bins from the likeliest down to the least likely nonzero); bins above the one where the
-    running mass reaches t are in, bins below are out, and only that bin's tokens are ranked.
-    Returns probs with the tokens outside the nucleus zeroed."""
-    B = probs.shape[0]
-    lp = probs.clamp_min(1e-38).log()
-    top = lp.max(dim=-1, keepdim=True).values + 1e-6
-    bottom = lp.masked_fill(probs <= 0, float("inf")).min(dim=-1, keepdim=True).values
-    bins = 128
-    idx = ((top - lp) * (bins / (top - bottom + 1e-6))).long().clamp_(0, bins - 1)
-    mass = torch.zeros(B, bins, device=probs.device).scatter_add_(1, idx, probs)
-    cut = (mass.cumsum(dim=-1) >= t).float().argmax(dim=-1, keepdim=True)   # first bin reaching t
-    keep = torch.where(idx < cut, probs, 0)
-    band = idx == cut
-    n = max(int(band.sum(dim=-1).max()), 1)
-    bv, bi = torch.where(band, probs, -1.0).topk(n, dim=-1)  # the cut bin's tokens, descending
-    bv = bv.clamp(min=0)
-    before = keep.sum(dim=-1, keepdim=True) + bv.cumsum(dim=-1) - bv
-    return keep.scatter_add_(-1, bi, torch.where(before <= t, bv, 0))
 
 
 class Busy(Exception):
@@ -116,52 +59,44 @@ class GenRequest:
     {"type": "tool", "name", "arguments", "result"}       a built-in tool call run server-side
     {"type": "tool_call", "id", "name", "arguments"}      a call of a client-declared function
     {"type": "notice", "text"}
-    {"type": "done", "finish_reason", "prompt_tokens", "completion_tokens"}
+    {"type": "done", "finish_reason", "prompt_tokens", "completion_tokens", "ids", "mask"}
+                                                          (ids: the answer's tokens, sampled and
+                                                          injected; mask: 1 where sampled)
     {"type": "error", "message"}                          (terminal, like done)
     """
     prompt: list[int]
     params: SamplingParams
     emit: Callable[[dict], None]
     chat: bool = True                       # parse tool calls and thinking (False: plain completion)
-    client_tools: frozenset[str] = frozenset()
-    prefix_call: list[int] | None = None    # the prompt ends inside a tool call (tool_choice forced)
+    client_tools: frozenset[str] = frozenset()  # functions the client runs (a prompt ending in an
+                                                # open <|tool_call|> forces a call: tool_choice)
     cancelled: bool = False
     id: int = field(default_factory=itertools.count().__next__)
 
 
 class Row:
-    """A request's generation state."""
+    """A request's place in the batch: its answer's `Turn`, sampler and sequence."""
 
-    def __init__(self, req: GenRequest, tokenizer, vocab: int, device):
+    def __init__(self, req: GenRequest, tokenizer, tools, context: int, vocab: int, device):
         self.req = req
         self.seq = list(req.prompt)             # every token so far (prompt, answer, tool results)
         self.sampler = Sampler(req.params, [req.prompt], vocab, device)
-        self.text = TextStream(tokenizer)
-        self.stops = StopStrings(req.params.stop)
-        self.mode = "call" if req.prefix_call is not None else "text"
-        self.call_ids: list[int] = list(req.prefix_call or [])
-        self.generated = 0
-        self.n_calls = 0
+        self.turn = Turn(tokenizer, req.params, req.prompt, context, tools, req.client_tools, req.chat)
         self.next_input: int | None = None      # sampled, not yet in the cache
-        self.readmit = False
+        self.readmit = False                    # a tool result was appended: prefill again
         self.finished = False
         self.t_submit = time.perf_counter()
 
 
 class Scheduler:
     def __init__(self, net: FastLlama, tokenizer, tools=None, max_batch: int = 32, max_queue: int = 64,
-                 cache_len: int | None = None):
+                 cache_len: int | None = None, threaded: bool = True):
         self.net, self.tokenizer, self.tools = net, tokenizer, tools
         self.context = net.config.max_seq_len
         self.max_batch, self.max_queue = max(1, max_batch), max(0, max_queue)
         self.cache_len = max(cache_len or 2 * self.context, self.context + 1)
         self.vocab = net.config.vocab_size
         self.cache = KVCache(net.config, self.max_batch, self.cache_len, device=net.device, dtype=torch.float32)
-        sp = tokenizer.special_tokens
-        self.sp = sp
-        self.special_ids = set(sp.values())
-        self.stop_ids = {sp[t] for t in ("<|end|>", "<|bos|>", "<|pad|>", "<|system|>", "<|user|>",
-                                         "<|assistant|>", "<|tool|>", "<|tool_result|>") if t in sp}
         self.rows: list[Row] = []               # scheduler thread only
         self.waiting: deque[Row] = deque()      # under self.cond
         self.inflight = 0                       # submitted and not finished, under self.cond
@@ -170,12 +105,13 @@ class Scheduler:
         self.stats = {"steps": 0, "tokens": 0, "requests": 0, "errors": 0, "moves_right": 0, "shifts_left": 0,
                       "forward_s": 0.0, "sample_s": 0.0, "step_s": 0.0, "admit_s": 0.0}
         self.thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
-        self.thread.start()
+        if threaded:
+            self.thread.start()
 
     # -- public, any thread -----------------------------------------------------------------
     def submit(self, reqs: list[GenRequest]) -> None:
         """Queue requests (all or none); raises Busy when they do not fit."""
-        rows = [Row(r, self.tokenizer, self.vocab, self.net.device) for r in reqs]
+        rows = [Row(r, self.tokenizer, self.tools, self.context, self.vocab, self.net.device) for r in reqs]
         with self.cond:
             if self.stopped:
                 raise Busy("the server is shutting down")
@@ -200,51 +136,66 @@ class Scheduler:
         with self.cond:
             self.stopped = True
             self.cond.notify()
-        self.thread.join(timeout=10)
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
 
     # -- the loop ------------------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            try:
-                with self.cond:
-                    while not self.stopped and not self.rows and not self.waiting:
-                        self.cond.wait()
-                    if self.stopped:
-                        break
-                    gone = [r for r in self.waiting if r.req.cancelled]
-                    if gone:        # clients that left while queued give their place back now
-                        self.waiting = deque(r for r in self.waiting if not r.req.cancelled)
-                    new = []
-                    while self.waiting and len(self.rows) + len(new) < self.max_batch:
-                        new.append(self.waiting.popleft())
-                for row in gone:
-                    self._end(row, None)
-                self._drop([i for i, r in enumerate(self.rows) if r.req.cancelled])
-                for row in new:
-                    if row.req.cancelled:
-                        self._end(row, None)
-                        continue
-                    try:
-                        t = time.perf_counter()
-                        self._admit(row)
-                        self.stats["admit_s"] += time.perf_counter() - t
-                    except Exception as e:  # noqa: BLE001 - this request fails, the server goes on
-                        self._fail(row, e)
-                if self.rows:
-                    self._step()
-            except Exception as e:  # noqa: BLE001 - a bug in the batch: fail its rows, keep serving
-                for row in self.rows:
-                    self._fail(row, e, remove=False)
-                self.rows.clear()
-                self.cache.length = 0
+            with self.cond:
+                while not self.stopped and not self.rows and not self.waiting:
+                    self.cond.wait()
+                if self.stopped:
+                    break
+            self.tick()
         for row in list(self.rows) + list(self.waiting):
             self._fail(row, PicochatError("the server is shutting down"), remove=False)
 
+    def tick(self) -> None:
+        """One round: admit waiting requests while rows are free, then one decoding step of
+        every row. The thread calls it in a loop; a Scheduler made with threaded=False is driven
+        by calling it (tests do, so that joins, leaves and cache moves happen at set steps)."""
+        try:
+            with self.cond:
+                gone = [r for r in self.waiting if r.req.cancelled]
+                if gone:        # clients that left while queued give their place back now
+                    self.waiting = deque(r for r in self.waiting if not r.req.cancelled)
+                new = []
+                while self.waiting and len(self.rows) + len(new) < self.max_batch:
+                    new.append(self.waiting.popleft())
+            for row in gone:
+                self._end(row, None)
+            self._drop([i for i, r in enumerate(self.rows) if r.req.cancelled])
+            for row in new:
+                if row.req.cancelled:
+                    self._end(row, None)
+                    continue
+                try:
+                    t = time.perf_counter()
+                    self._admit(row)
+                    self.stats["admit_s"] += time.perf_counter() - t
+                except Exception as e:  # noqa: BLE001 - this request fails, the server goes on
+                    self._fail(row, e)
+            if self.rows:
+                self._step()
+        except Exception as e:  # noqa: BLE001 - a bug in the batch: fail its rows, keep serving
+            for row in self.rows:
+                self._fail(row, e, remove=False)
+            self.rows.clear()
+            self.cache.length = 0
+
     def _admit(self, row: Row) -> None:
+        if len(row.req.prompt) >= self.context:
+            raise PicochatError(f"prompt of {len(row.req.prompt)} tokens does not fit the {self.context}-token context")
+        if row.next_input is None:              # first admission: a call the prompt ends with runs first
+            step = row.turn.start()
+            row.seq += step.inject
+            row.sampler.extend(0, step.inject)
+            self._events(row, step.events)
+            if row.finished:
+                return
         seq, c = row.seq, self.cache
         n = len(seq)
-        if n >= self.context:
-            raise PicochatError(f"prompt of {n} tokens does not fit the {self.context}-token context")
         tmp = KVCache(self.net.config, 1, n, device=self.net.device, dtype=torch.float32)
         logits = self.net(torch.tensor([seq], device=self.net.device), tmp)      # (1, V)
         m = len(self.rows)
@@ -349,102 +300,52 @@ class Scheduler:
 
     # -- one request's tokens ----------------------------------------------------------------------
     def _consume(self, row: Row, logits: torch.Tensor | None, token: int | None = None) -> None:
-        """Sample the row's next token from its logits (1, V), or take `token` sampled in a batch."""
+        """Sample the row's next token from its logits (1, V), or take `token` sampled in a
+        batch, and hand it to the row's Turn."""
         if token is None:
             next_ids, logprob, top_ids, top_lp = row.sampler(logits)
-            t = int(next_ids[0])
+            sampled = Token(int(next_ids[0]), float(logprob[0]) if logprob is not None else None,
+                            list(zip(top_ids[0].tolist(), top_lp[0].tolist())) if top_ids is not None else None)
         else:
-            t, logprob, top_ids, top_lp = token, None, None, None
-        row.seq.append(t)
-        row.generated += 1
-        row.next_input = t
+            sampled = Token(token)
+        row.seq.append(sampled.id)
+        row.next_input = sampled.id
         self.stats["tokens"] += 1
-        req, sp = row.req, self.sp
-        stop_ids = self.stop_ids | set(req.params.stop_token_ids)
-        finish = None
-        if row.mode == "call":
-            if t == sp["<|/tool_call|>"]:
-                finish = self._tool_call(row)
-            elif t in stop_ids:
-                self._emit(row, {"type": "notice", "text": "the model ended its turn inside a tool call; "
-                                                           "the call was not run"})
-                finish = "stop"
-            else:
-                row.call_ids.append(t)
-        elif t in stop_ids:
-            finish = "stop"
-        elif req.chat and t == sp["<|tool_call|>"]:
-            self._text(row, row.text.flush(), None)
-            row.mode, row.call_ids = "call", []
-        elif req.chat and t == sp.get("<|think|>"):
-            row.mode = "think"
-        elif req.chat and t == sp.get("<|/think|>"):
-            row.mode = "text"
-        elif t in self.special_ids:
-            pass                                # other markers are not text
-        else:
-            piece = row.text.push(t)
-            if row.mode == "think":
-                if piece:
-                    self._emit(row, {"type": "thinking", "text": piece})
-            else:
-                entry = None
-                if logprob is not None:
-                    entry = {"token": self.tokenizer.decode([t]), "logprob": float(logprob[0]),
-                             "bytes": list(self.tokenizer.token_bytes(t)),
-                             "top_logprobs": [{"token": self.tokenizer.decode([i]), "logprob": lp,
-                                               "bytes": list(self.tokenizer.token_bytes(i))}
-                                              for i, lp in zip(top_ids[0].tolist(), top_lp[0].tolist())]
-                             if top_ids is not None else []}
-                self._text(row, piece, entry)
-                if row.stops.hit is not None:
-                    finish = "stop"
-        if finish is None and not row.readmit:
-            if row.generated >= req.params.max_tokens or len(row.seq) >= self.context:
-                finish = "length"
-        if finish is not None:
-            if finish != "stop" or row.stops.hit is None:
-                self._text(row, row.stops.push(row.text.flush()) + row.stops.flush(), None)
-            self._end(row, finish)
+        step = row.turn.feed(sampled)
+        if step.inject:                         # a tool result: the row is prefilled again with it
+            row.seq += step.inject
+            row.sampler.extend(0, step.inject)
+            row.readmit = True
+        self._events(row, step.events)
 
-    def _text(self, row: Row, text: str, entry: dict | None) -> None:
-        shown = row.stops.push(text) if text else ""
-        if shown or entry is not None:
-            self._emit(row, {"type": "text", "text": shown, "logprobs": [entry] if entry else []})
+    def _events(self, row: Row, events: list[Event]) -> None:
+        """A Turn's events as the request's event dicts (see GenRequest)."""
+        for ev in events:
+            if ev.kind == "text":
+                self._emit(row, {"type": "text", "text": ev.text,
+                                 "logprobs": [self._logprobs(ev.token)] if ev.token and ev.token.logprob is not None
+                                 else []})
+            elif ev.kind in ("thinking", "notice"):
+                self._emit(row, {"type": ev.kind, "text": ev.text})
+            elif ev.kind == "tool_call":
+                c = ev.call
+                self._emit(row, {"type": "tool", "name": c.name, "arguments": c.arguments, "text": c.text,
+                                 "result": c.result})
+            elif ev.kind == "function_call":
+                self._emit(row, {"type": "tool_call", "id": f"call_{row.req.id}_{len(row.turn.calls) - 1}",
+                                 "name": ev.call.name, "arguments": json.dumps(ev.call.arguments, ensure_ascii=False)})
+            elif ev.kind == "done":
+                self._end(row, ev.finish_reason)
 
-    def _tool_call(self, row: Row) -> str | None:
-        from picochat.tools import ToolCall, ToolRegistry
+    def _logprobs(self, token: Token) -> dict:
+        """A token's OpenAI logprobs entry."""
+        tok = self.tokenizer
 
-        text = self.tokenizer.decode(row.call_ids)
-        row.call_ids = []
-        row.mode = "text"
-        registry = self.tools if self.tools is not None else ToolRegistry()
-        call = registry.parse(text)
-        if call.name is not None and call.name in row.req.client_tools and call.arguments is not None:
-            import json
-            self._emit(row, {"type": "tool_call", "id": f"call_{row.req.id}_{row.n_calls}",
-                             "name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)})
-            return "tool_calls"
-        if call.arguments is not None:
-            call = registry.run(text) if self.tools is not None else \
-                ToolCall(text=text, name=call.name, arguments=call.arguments,
-                         result="error: no tools are available")
-        row.n_calls += 1
-        self._emit(row, {"type": "tool", "name": call.name, "arguments": call.arguments, "text": text,
-                         "result": call.result})
-        if row.n_calls >= MAX_TOOL_CALLS:
-            self._emit(row, {"type": "notice", "text": f"stopped after {MAX_TOOL_CALLS} tool calls"})
-            return "stop"
-        sp = self.sp
-        extra = [sp["<|end|>"], sp["<|tool|>"], sp["<|tool_result|>"], *self.tokenizer.encode(call.result),
-                 sp["<|/tool_result|>"], sp["<|end|>"], sp["<|assistant|>"]]
-        if len(row.seq) + len(extra) + 1 >= self.context:
-            self._emit(row, {"type": "notice", "text": "the tool result does not fit the context"})
-            return "length"
-        row.seq += extra
-        row.sampler.extend(0, extra)
-        row.readmit = True
-        return None
+        def entry(t: int, lp: float) -> dict:
+            return {"token": tok.decode([t]), "logprob": lp, "bytes": list(tok.token_bytes(t))}
+
+        return {**entry(token.id, token.logprob),
+                "top_logprobs": [entry(t, lp) for t, lp in token.top_logprobs or []]}
 
     # -- endings ---------------------------------------------------------------------------------
     def _emit(self, row: Row, event: dict) -> None:
@@ -462,7 +363,7 @@ class Scheduler:
         self.stats["requests"] += 1
         if finish is not None:
             self._emit(row, {"type": "done", "finish_reason": finish, "prompt_tokens": len(row.req.prompt),
-                             "completion_tokens": row.generated})
+                             "completion_tokens": len(row.turn.tokens), "ids": row.turn.ids, "mask": row.turn.mask})
         with self.cond:
             self.inflight -= 1
 
