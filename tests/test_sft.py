@@ -273,10 +273,10 @@ def test_sft_makes_a_chat_model_directory_and_resumes_exactly(base_run, tmp_path
 
     original = sft_module.ChatObjective.batch
 
-    def crash_at_step_7(self, step, micro, rank, world):
+    def crash_at_step_7(self, step, micro, rank, world, model=None):
         if step == 6:
             raise RuntimeError("simulated crash")
-        return original(self, step, micro, rank, world)
+        return original(self, step, micro, rank, world, model)
 
     monkeypatch.setattr(sft_module.ChatObjective, "batch", crash_at_step_7)
     with pytest.raises(RuntimeError, match="simulated crash"):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from picochat.cli import main
 from picochat.config import TrainConfig
@@ -37,10 +38,10 @@ def test_resume_after_a_crash_continues_exactly(prepared_run, tmp_path, monkeypa
     # Crash the second run in the middle of step 7: after the checkpoint at step 4 and an eval.
     original = pretrain_module.NextTokenObjective.batch
 
-    def crash_at_step_7(self, step, micro, rank, world):
+    def crash_at_step_7(self, step, micro, rank, world, model=None):
         if step == 6:
             raise RuntimeError("simulated crash")
-        return original(self, step, micro, rank, world)
+        return original(self, step, micro, rank, world, model)
 
     monkeypatch.setattr(pretrain_module.NextTokenObjective, "batch", crash_at_step_7)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -70,21 +71,23 @@ def torchrun_available() -> bool:
 
 
 @pytest.mark.skipif(not torchrun_available(), reason="torch.distributed.run unavailable")
-def test_torchrun_two_processes_match_one_with_the_same_global_batch(prepared_run, tmp_path):
+def test_torchrun_two_processes_with_accumulation_match_one_with_the_same_global_batch(prepared_run, tmp_path):
     import shutil
 
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     shutil.copytree(prepared_run, single)
     shutil.copytree(prepared_run, ddp)
-    common = MICRO + ["--max-steps", "10", "--set", "eval_every=0", "--set", "ckpt_every=0"]
+    # --device cpu: two processes on a one-GPU machine must not both ask for a GPU of their own
+    common = MICRO + ["--max-steps", "10", "--device", "cpu", "--set", "eval_every=0", "--set", "ckpt_every=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "picochat.cli", "pretrain"]
     subprocess.run([*cmd, "--run", str(single), *common, "--set", "batch_size=4"],
                    check=True, env=env, capture_output=True, timeout=300)
+    # 2 processes x 2 micro-batches of 1: gradient accumulation under DDP (no_sync on the first)
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node=2", "-m", "picochat.cli", "--", "pretrain", "--run", str(ddp),
-                          *common, "--set", "batch_size=2"], env=env, capture_output=True,
-                         text=True, timeout=300)
+                          *common, "--set", "batch_size=1", "--set", "grad_accum=2"], env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 process(es)" in out.stdout
     a, b = losses(single), losses(ddp)
@@ -100,3 +103,48 @@ def test_schedules():
     wsd = TrainConfig(max_steps=100, warmup_steps=10, lr=1.0, min_lr_frac=0.0, schedule="wsd", decay_frac=0.2)
     assert lr_at(50, wsd) == 1.0 and lr_at(79, wsd) == 1.0
     assert lr_at(90, wsd) == pytest.approx(0.5) and lr_at(100, wsd) == pytest.approx(0.0)
+
+
+class ProbeObjective:
+    """A least-squares objective that uses every hook a later stage needs: a frozen reference
+    moved at setup, metrics returned beside the loss, and a batch that reads the model."""
+
+    tokens_per_row = 1
+
+    def __init__(self):
+        self.reference = torch.nn.Linear(4, 1)
+        self.setup_args, self.models_seen = None, set()
+
+    def setup(self, device, dtype):
+        self.setup_args = (device, dtype)
+        self.reference.to(device).requires_grad_(False)
+
+    def batch(self, step, micro, rank, world, model):
+        self.models_seen.add(id(model))
+        g = torch.Generator().manual_seed(step * 10 + micro)
+        return {"x": torch.randn(8, 4, generator=g)}
+
+    def loss(self, model, batch):
+        pred, ref = model(batch["x"]), self.reference(batch["x"])
+        loss = (pred - ref).pow(2).mean()
+        return loss, {"gap": (pred - ref).abs().mean(), "constant": 2.0}
+
+    def evaluate(self, model, rank, world):
+        return {}
+
+
+def test_objectives_get_setup_metrics_and_the_model(tmp_path):
+    from picochat.train.trainer import Trainer
+
+    objective = ProbeObjective()
+    model = torch.nn.Linear(4, 1)
+    cfg = TrainConfig(max_steps=6, batch_size=8, grad_accum=2, lr=0.05, warmup_steps=1, log_every=1, eval_every=0,
+                      ckpt_every=0, dtype="fp32", device="cpu", compile=False)
+    Trainer(model, objective, cfg, tmp_path / "ckpt", tmp_path / "m.jsonl", progress=False).fit()
+    assert objective.setup_args == (torch.device("cpu"), torch.float32)
+    assert objective.models_seen == {id(model)}
+    records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, 7))
+    assert all(r["constant"] == pytest.approx(2.0) and r["gap"] > 0 for r in steps)
+    assert steps[-1]["loss"] < steps[0]["loss"]

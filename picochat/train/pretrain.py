@@ -8,18 +8,17 @@ is reported in bits per byte, which (unlike loss per token) compares across toke
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
 from picochat.config import Preset, override
 from picochat.data.shards import TokenShards
-from picochat.model import Llama, save_pretrained
+from picochat.model import Llama
 from picochat.rundir import PicochatError, RunDir
 from picochat.tokenizer import Tokenizer
 from picochat.train.loss import evaluate_bpb, token_cross_entropy
-from picochat.train.trainer import Trainer, all_reduce_sum
+from picochat.train.stage import on, train_stage
+from picochat.train.trainer import all_reduce_sum
 
 
 class NextTokenObjective:
@@ -36,7 +35,7 @@ class NextTokenObjective:
         self.eval_tokens = eval_tokens
         self.token_bytes = torch.tensor(token_bytes, dtype=torch.float32)
 
-    def batch(self, step: int, micro: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+    def batch(self, step: int, micro: int, rank: int, world: int, model=None) -> dict[str, torch.Tensor]:
         # All of a step's windows come from one generator seeded by the step; each (micro, rank)
         # takes its slice. Same global batch whatever the process count; resumable by step alone.
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
@@ -79,22 +78,12 @@ def pretrain(run: RunDir, preset: Preset, max_steps: int | None = None, resume: 
     torch.manual_seed(train_cfg.seed)
     model = Llama(model_cfg)
     model.init_weights(train_cfg.seed)
-    checkpoints = run.checkpoints("base")
-    if not resume and checkpoints.exists() and any(checkpoints.iterdir()):
-        raise PicochatError(f"{checkpoints} already has checkpoints; pass --resume to continue "
-                            "that training, or use a new --run")
-    trainer = Trainer(model, objective, train_cfg, checkpoints, run.metrics / "pretrain.jsonl", progress)
-    if resume and not trainer.resume() and trainer.is_main:
-        print("no checkpoint to resume from; starting from step 0")
-    if trainer.is_main:
-        print(f"pretraining {model.num_params() / 1e6:.2f}M parameters on {len(train):,} tokens; "
-              f"{trainer.tokens_per_step:,} tokens/step for {train_cfg.max_steps} steps on "
-              f"{trainer.device} ({str(trainer.dtype).removeprefix('torch.')}, {trainer.world} process(es))")
-    started = time.time()
-    metrics = trainer.fit()
-    if trainer.is_main:
-        save_pretrained(model, run.model("base"), tokenizer)
-        run.record_stage("base", preset=preset.name, status="done", model=vars(model_cfg),
-                         train=vars(train_cfg), seconds=round(time.time() - started, 1),
-                         steps=trainer.step, metrics=metrics)
+
+    def describe(trainer) -> str:
+        return (f"pretraining {model.num_params() / 1e6:.2f}M parameters on {len(train):,} tokens; "
+                f"{trainer.tokens_per_step:,} tokens/step for {train_cfg.max_steps} steps on {on(trainer)}")
+
+    metrics = train_stage(run, "base", model, objective, train_cfg, tokenizer, resume=resume, progress=progress,
+                          describe=describe, metrics_name="pretrain",
+                          record={"preset": preset.name, "model": vars(model_cfg)})
     return metrics

@@ -24,12 +24,13 @@ import torch.nn.functional as F
 
 from picochat.chat import Rendered, encode_conversation
 from picochat.config import Preset, TrainConfig, override
-from picochat.model import load_pretrained, save_pretrained
+from picochat.model import load_pretrained
 from picochat.rundir import PicochatError, RunDir
 from picochat.sft_data.mixture import build_mixture, load_mixture, read_rows
 from picochat.tokenizer import Tokenizer
 from picochat.train.loss import IGNORE, token_cross_entropy
-from picochat.train.trainer import Trainer, all_reduce_sum
+from picochat.train.stage import on, refuse_overwrite, train_stage
+from picochat.train.trainer import all_reduce_sum
 
 
 def collate(rows: list[Rendered], pad_id: int) -> dict[str, torch.Tensor]:
@@ -118,7 +119,7 @@ class ChatObjective:
             epoch += 1
         return done
 
-    def batch(self, step: int, micro: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+    def batch(self, step: int, micro: int, rank: int, world: int, model=None) -> dict[str, torch.Tensor]:
         # Step s trains on rows [s*R, (s+1)*R) of the stream (R rows per step, all processes);
         # each (micro, rank) takes its slice: a pure function of its arguments, so resume is exact.
         per_step = self.batch_size * self.grad_accum * world
@@ -150,7 +151,7 @@ class ChatObjective:
 
 def sft_config(preset: Preset) -> TrainConfig:
     """The preset's SFT recipe, or one derived from its pretraining recipe."""
-    cfg = getattr(preset, "sft", None)
+    cfg = preset.sft
     if cfg is not None:
         return cfg
     t = preset.train
@@ -190,39 +191,32 @@ def prepare_data(run: RunDir, mixture_spec: str | None, tokenizer: Tokenizer, ma
 def sft(run: RunDir, preset: Preset, mixture: str | None = None, max_steps: int | None = None,
         resume: bool = False, progress: bool = True, pack: bool = True, **train_overrides) -> dict:
     """Fine-tune runs/R/base on the mixture's conversations; saves runs/R/sft/."""
-    base = run.require(run.model("base"), "the base model", f"picochat pretrain --run {run.path}")
+    started = time.time()
+    base = run.require_model("base")
+    refuse_overwrite(run, "sft", resume)        # before the mixture is built
     model = load_pretrained(base)
     tokenizer = Tokenizer.load(base)
     train_cfg = override(sft_config(preset), max_steps=max_steps, **train_overrides)
     if train_cfg.seq_len > model.config.max_seq_len:
         train_cfg = override(train_cfg, seq_len=model.config.max_seq_len)
-    checkpoints = run.checkpoints("sft")
-    if not resume and checkpoints.exists() and any(checkpoints.iterdir()):
-        raise PicochatError(f"{checkpoints} already has checkpoints; pass --resume to continue "
-                            "that fine-tuning, or use a new --run")
-    started = time.time()
     max_tokens = train_cfg.seq_len + 1     # ids per conversation: seq_len inputs + the last target
     data, stats = prepare_data(run, mixture, tokenizer, max_tokens, resume, progress)
     train = render_rows(read_rows(data / "train.jsonl"), tokenizer, max_tokens, "train")
     val = render_rows(read_rows(data / "val.jsonl"), tokenizer, max_tokens, "val")
     objective = ChatObjective(train, val, train_cfg.batch_size, train_cfg.grad_accum, train_cfg.seed,
                               tokenizer.pad_id, pack_tokens=max_tokens if pack else None)
-    trainer = Trainer(model, objective, train_cfg, checkpoints, run.metrics / "sft.jsonl", progress)
-    if resume and not trainer.resume() and trainer.is_main:
-        print("no checkpoint to resume from; starting from step 0")
-    if trainer.is_main:
-        rows = train_cfg.batch_size * train_cfg.grad_accum * trainer.world * train_cfg.max_steps
-        print(f"sft: {model.num_params() / 1e6:.2f}M parameters, {len(train):,} train / {len(val):,} val "
-              f"conversations (mixture {stats['mixture']}); {train_cfg.max_steps} steps x "
-              f"{train_cfg.batch_size * train_cfg.grad_accum * trainer.world} rows"
-              f"{' (packed)' if pack else ''} = {objective.epochs(rows):.2f} epochs on {trainer.device} "
-              f"({str(trainer.dtype).removeprefix('torch.')}, {trainer.world} process(es))", flush=True)
-    metrics = trainer.fit()
-    if trainer.is_main:
-        save_pretrained(model, run.model("sft"), tokenizer)
-        run.record_stage("sft", preset=preset.name, status="done", train=vars(train_cfg),
-                         mixture=stats["mixture"], data={k: stats[k] for k in ("train_rows", "val_rows")},
-                         sources={k: {f: v[f] for f in ("kept", "rows")} for k, v in stats["sources"].items()},
-                         packed=pack, seconds=round(time.time() - started, 1), steps=trainer.step,
-                         metrics=metrics)
+
+    def describe(trainer) -> str:
+        rows = train_cfg.batch_size * train_cfg.grad_accum * trainer.world
+        return (f"sft: {model.num_params() / 1e6:.2f}M parameters, {len(train):,} train / {len(val):,} val "
+                f"conversations (mixture {stats['mixture']}); {train_cfg.max_steps} steps x {rows} rows"
+                f"{' (packed)' if pack else ''} = {objective.epochs(rows * train_cfg.max_steps):.2f} epochs "
+                f"on {on(trainer)}")
+
+    record = {"preset": preset.name, "mixture": stats["mixture"],
+              "data": {k: stats[k] for k in ("train_rows", "val_rows")},
+              "sources": {k: {f: v[f] for f in ("kept", "rows")} for k, v in stats["sources"].items()},
+              "packed": pack}
+    metrics = train_stage(run, "sft", model, objective, train_cfg, tokenizer, resume=resume, progress=progress,
+                          describe=describe, record=record, started=started)
     return metrics

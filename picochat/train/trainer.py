@@ -7,7 +7,8 @@ accumulation, the learning-rate schedule, AdamW, clipping, metrics as JSON lines
 with loss / tokens/s / MFU / ETA, and atomic checkpoints that resume exactly.
 
 Exact resume rests on one rule: an objective's batch is a pure function of (step, micro-step,
-rank), so a resumed run sees the same data as an uninterrupted one without replaying anything.
+rank, the weights), so a resumed run sees the same data as an uninterrupted one without replaying
+anything: offline data is indexed by the step, on-policy rollouts are seeded by it.
 
     torchrun --standalone --nproc_per_node=2 -m picochat.cli -- pretrain --run R --preset cpu-tiny
 
@@ -39,15 +40,20 @@ CKPT_PATTERN = re.compile(r"^step_(\d{6,})$")
 
 
 class Objective(Protocol):
-    """What a stage supplies to the trainer."""
+    """What a stage supplies to the trainer.
+
+    Optional: `setup(device, dtype)`, called once the trainer has picked them and before the
+    first batch (an objective with a frozen reference model moves it to the device there)."""
 
     tokens_per_row: int  # tokens one batch row trains on (for tokens/s and MFU)
 
-    def batch(self, step: int, micro: int, rank: int, world: int) -> dict[str, torch.Tensor]:
-        """The micro-batch for this (step, micro-step, rank): a pure function of its arguments."""
+    def batch(self, step: int, micro: int, rank: int, world: int, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The micro-batch for this (step, micro-step, rank): a pure function of its arguments
+        and the model's weights (an on-policy objective samples from `model`, seeded by the step)."""
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scalar mean loss of one micro-batch."""
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> "torch.Tensor | tuple[torch.Tensor, dict]":
+        """Scalar mean loss of one micro-batch; or (loss, metrics): scalars averaged over the
+        step's micro-batches and ranks and logged beside the loss (DPO margins, RL rewards)."""
 
     def evaluate(self, model: torch.nn.Module, rank: int, world: int) -> dict[str, float]:
         """Validation metrics (summed across ranks by the objective itself if it needs to)."""
@@ -63,6 +69,9 @@ def init_distributed(device_request: str) -> tuple[int, int, torch.device]:
         return 0, 1, device
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise PicochatError(f"process {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible); "
+                                "start at most that many processes, or pass --device cpu")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -120,8 +129,8 @@ def save_checkpoint(folder: Path, step: int, model: torch.nn.Module, optimizer: 
                    for pid, state in opt_state["state"].items() for key, value in state.items()}
     groups = [{k: v for k, v in g.items()} for g in opt_state["param_groups"]]
     rng = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
-    if torch.cuda.is_available():
-        rng["cuda"] = [base64.b64encode(s.cpu().numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
+    if torch.cuda.is_available():   # this process's GPU only: a resume may see fewer GPUs
+        rng["cuda"] = base64.b64encode(torch.cuda.get_rng_state().cpu().numpy().tobytes()).decode()
     meta = {"step": step, "train_config": asdict(cfg), "param_groups": groups, "rng": rng, **extra}
     final = folder / f"step_{step:06d}"
     with atomic_dir(final) as tmp:
@@ -158,13 +167,21 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     rng = torch.frombuffer(bytearray(base64.b64decode(meta["rng"]["torch"])), dtype=torch.uint8)
     torch.set_rng_state(rng)
-    if "cuda" in meta["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)
-                                      for s in meta["rng"]["cuda"]])
+    cuda = meta["rng"].get("cuda")
+    if isinstance(cuda, list):       # older checkpoints kept every visible GPU's state
+        cuda = cuda[0] if cuda else None
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(cuda)), dtype=torch.uint8))
     return meta
 
 
 # --- the loop ---------------------------------------------------------------------------------
+def _split(out) -> tuple[torch.Tensor, dict]:
+    """An objective's loss output as (loss, metrics)."""
+    return out if isinstance(out, tuple) else (out, {})
+
+
+
 class Trainer:
     def __init__(self, model: torch.nn.Module, objective: Objective, cfg: TrainConfig,
                  checkpoint_dir: Path, metrics_path: Path, progress: bool = True):
@@ -182,6 +199,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             compute = DDP(compute, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.compute = compute                      # what runs forward/backward
+        if hasattr(objective, "setup"):
+            objective.setup(self.device, self.dtype)
 
     @property
     def tokens_per_step(self) -> int:
@@ -224,14 +243,15 @@ class Trainer:
             lr = lr_at(self.step, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss = self._train_step()
+            step_metrics = self._train_step()
+            loss = step_metrics["loss"]
             self.step += 1
             window_tokens += self.tokens_per_step
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                 elapsed = time.perf_counter() - window_start
                 tps = window_tokens / elapsed
                 mfu = flops_per_step * (tps / self.tokens_per_step) / peak if peak else 0.0
-                record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tps, "mfu": mfu}
+                record = {"step": self.step, **step_metrics, "lr": lr, "tokens_per_s": tps, "mfu": mfu}
                 last.update(record)
                 self._log(record)
                 if bar is not None:
@@ -247,28 +267,32 @@ class Trainer:
         self.checkpoint()
         return last
 
-    def _train_step(self) -> float:
+    def _train_step(self) -> dict[str, float]:
+        """One optimizer step over grad_accum micro-batches; returns the mean loss and metrics."""
         cfg = self.cfg
-        total = torch.zeros((), device=self.device)
+        sums: dict[str, torch.Tensor] = {}
         for micro in range(cfg.grad_accum):
             batch = {k: v.to(self.device, non_blocking=True)
-                     for k, v in self.objective.batch(self.step, micro, self.rank, self.world).items()}
+                     for k, v in self.objective.batch(self.step, micro, self.rank, self.world, self.model).items()}
             sync = micro == cfg.grad_accum - 1 or self.world == 1
-            ctx = contextlib.nullcontext() if sync else self.compute.no_sync()
-            with ctx, self.autocast():
-                loss = self.objective.loss(self.compute, batch)
-            if not torch.isfinite(loss):
-                raise PicochatError(f"loss became {loss.item()} at step {self.step}; lower the "
-                                    "learning rate or resume from an earlier checkpoint")
-            with ctx:
+            # gradients are all-reduced only on the last micro-batch; one context for its forward and backward
+            with contextlib.nullcontext() if sync else self.compute.no_sync():
+                with self.autocast():
+                    loss, metrics = _split(self.objective.loss(self.compute, batch))
+                if not torch.isfinite(loss):
+                    raise PicochatError(f"loss became {loss.item()} at step {self.step}; lower the "
+                                        "learning rate or resume from an earlier checkpoint")
                 (loss / cfg.grad_accum).backward()
-            total += loss.detach()
+            for key, value in {"loss": loss, **metrics}.items():
+                value = torch.as_tensor(value, dtype=torch.float32, device=self.device).detach()
+                sums[key] = sums.get(key, 0) + value
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        mean = all_reduce_sum(total / cfg.grad_accum) / self.world
-        return mean.item()
+        names = list(sums)
+        means = all_reduce_sum(torch.stack([sums[k] for k in names]) / cfg.grad_accum) / self.world
+        return dict(zip(names, means.tolist()))
 
     def _evaluate(self) -> dict:
         self.model.eval()
