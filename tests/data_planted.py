@@ -88,6 +88,71 @@ EVAL_TEXT = ("Which of the following animals is known for carrying its young in 
 
 PII_LINE = "Write to jane.doe@example.org or call +1 (555) 123-4567; the server is at 192.168.10.20."
 
+# National identifiers as people write them, one per sentence: (sentence, the identifier). Each
+# passes its own validation (check digits, encoded birth date); the numbers are invented or the
+# issuers' published specimens.
+NATIONAL_IDS = [
+    ("My National Insurance number is QQ123456C.", "QQ123456C"),
+    ("NI number: QQ 12 34 56 C, as on the letter.", "QQ 12 34 56 C"),
+    ("Please quote NI number AB 12 34 56 C when you write.", "AB 12 34 56 C"),
+    ("Meine Steuer-ID lautet 65929970489.", "65929970489"),
+    ("Steuerliche Identifikationsnummer: 86 095 742 719", "86 095 742 719"),
+    ("Sozialversicherungsnummer 15 070649 C 103 (Rentenversicherung).", "15 070649 C 103"),
+    ("Versicherungsnummer 65180539W513 auf dem Ausweis.", "65180539W513"),
+    ("Numéro de sécurité sociale : 1 84 12 76 451 089 46.", "1 84 12 76 451 089 46"),
+    ("Né en Corse, NIR 1 85 05 2A 004 006 76, carte Vitale à jour.", "1 85 05 2A 004 006 76"),
+    ("Mon numéro de sécu est 255081416802538.", "255081416802538"),
+    ("Nombre: Juan, DNI 12345678Z, domicilio en Madrid.", "12345678Z"),
+    ("Con DNI 12345678-Z se puede reservar.", "12345678-Z"),
+    ("El NIE X1234567L figura en la tarjeta.", "X1234567L"),
+    ("Codice fiscale RSSMRA85T10A562S, residente a Roma.", "RSSMRA85T10A562S"),
+    ("Il codice fiscale di lei è BNCLRA80A41H501D.", "BNCLRA80A41H501D"),
+    ("Codice fiscale omocodico RSSMRA85T10A56NH assegnato dall'Agenzia.", "RSSMRA85T10A56NH"),
+    ("Mijn BSN is 111222333.", "111222333"),
+    ("Burgerservicenummer: 1112.22.333", "1112.22.333"),
+    ("Numer PESEL 44051401359 podano we wniosku.", "44051401359"),
+    ("PESEL: 02270803624", "02270803624"),
+    ("CPF 111.444.777-35 cadastrado.", "111.444.777-35"),
+    ("Informe o CPF: 11144477735", "11144477735"),
+    ("マイナンバー：1234 5678 9018", "1234 5678 9018"),
+    ("個人番号は123456789018です。", "123456789018"),
+    ("公民身份号码 11010519491231002X 已登记。", "11010519491231002X"),
+    ("身份证号 440301200002291237。", "440301200002291237"),
+    ("СНИЛС 112-233-445 95 указан в анкете.", "112-233-445 95"),
+    ("Номер СНИЛС: 11223344595", "11223344595"),
+    ("ИНН 500100732259 физического лица.", "500100732259"),
+]
+
+# The same shapes failing validation, or valid only as digits and without the label their
+# weak check needs: all stay as written.
+ID_LOOKALIKES = [
+    "Form DQ123456C and GB123456A are not National Insurance numbers.",   # prefixes never issued
+    "Steuer-ID 65929970488 ist falsch abgeschrieben.",                    # check digit
+    "Steuer-ID 12345556788 hat eine Ziffer dreimal hintereinander.",      # digit rule
+    "Artikelnummer 65929970489 im Katalog.",                              # valid digits, no label
+    "Versicherungsnummer 15 070649 C 104 ist ungültig.",                  # check digit
+    "Versicherungsnummer 15071349C107 hat keinen 13. Monat.",             # birth month
+    "Numéro de sécurité sociale : 1 84 12 76 451 089 47.",                # key
+    "Référence produit 184127645108946 en stock.",                        # valid digits, no label
+    "Pedido 12345678A enviado; lote 40012345-B.",                         # DNI letters
+    "Pedido 12345678Z enviado.",                                          # valid letter, no label
+    "NIE X1234567T no es válido.",
+    "Codice fiscale RSSMRA85T10A562T con carattere di controllo errato.",
+    "Codice fiscale RSSMRA85T35A562S: giorno 35 non esiste.",
+    "BSN 111222334 klopt niet.",                                          # 11-test
+    "Ordernummer 111222333 is verzonden.",                                # valid digits, no label
+    "PESEL 44051401358 jest błędny.",
+    "CPF 11144477736 e CPF 11111111111 são inválidos.",                   # check, repeated digits
+    "マイナンバー：1234 5678 9012",                                          # check digit
+    "Tracking number 123456789018 was emailed.",                          # valid digits, no label
+    "身份证号 110105194912310021 校验码错误。",                               # check character
+    "身份证号 440301200102301236 日期不存在。",                               # 30 February
+    "СНИЛС 11223344596 с ошибкой.",
+    "ИНН 500100732250 неверен.",
+    "SKU 100200300400 ships in 3-5 days; batch 20240115, lot 1234 5678 9012.",
+    "Invoice 20240115 for 1 234 567 items, total 12 345 678,90 EUR on 15.01.2024.",
+]
+
 
 def page(indices: list[int], extra: str = "") -> str:
     paras = []

@@ -1,8 +1,15 @@
 """PII scrubbing: e-mail addresses, phone numbers, IP addresses and card numbers in many written
-formats become placeholders (at least 99% of this list), while ordinary numbers, dates, prices
-and versions in plain sentences stay exactly as they were."""
+formats become placeholders (at least 99% of this list), national identifiers of the languages
+the pipeline keeps all do (planted in tests/data_planted.py), while ordinary numbers, dates,
+prices, versions and identifier look-alikes that fail validation stay exactly as they were."""
 
-from picochat.data.pii import luhn_ok, scrub_pii
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from data_planted import ID_LOOKALIKES, NATIONAL_IDS, page
+
+from picochat.data.pii import LABEL_WINDOW, luhn_ok, scrub_pii
 
 PII = [  # (text containing one item, expected placeholder)
     ("Mail me at ann@example.org today.", "<EMAIL>"),
@@ -91,3 +98,27 @@ def test_several_in_one_text_are_counted():
     out, counts = scrub_pii("a@b.org, c@d.org; 10.1.2.3 and +1 (555) 123-4567")
     assert counts == {"EMAIL": 2, "IP": 1, "PHONE": 1}
     assert out == "<EMAIL>, <EMAIL>; <IP_ADDRESS> and <PHONE>"
+
+
+def test_each_national_id_becomes_one_placeholder():
+    for sentence, identifier in NATIONAL_IDS:
+        assert scrub_pii(sentence) == (sentence.replace(identifier, "<GOV_ID>"), {"GOV_ID": 1}), sentence
+
+
+def test_national_id_lookalikes_that_fail_validation_stay():
+    for sentence in ID_LOOKALIKES:
+        assert scrub_pii(sentence) == (sentence, {}), sentence
+
+
+def test_planted_page_loses_its_identifiers_and_nothing_else():
+    paragraphs = [s for s, _ in NATIONAL_IDS] + ID_LOOKALIKES
+    text = page(list(range(0, 12)), "\n\n".join(paragraphs))
+    expected = page(list(range(0, 12)), "\n\n".join([s.replace(i, "<GOV_ID>") for s, i in NATIONAL_IDS] + ID_LOOKALIKES))
+    assert scrub_pii(text) == (expected, {"GOV_ID": len(NATIONAL_IDS)})
+
+
+def test_weak_checks_need_their_label_close_by():
+    far = "BSN" + " filler" * (LABEL_WINDOW // 7 + 1) + " 111222333"
+    assert scrub_pii(far) == (far, {})
+    assert scrub_pii("bsn: 111222333")[1] == {"GOV_ID": 1}   # labels in any case
+    assert scrub_pii("BSN\n111222333")[1] == {}               # and in the number's own line
