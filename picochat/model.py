@@ -100,6 +100,12 @@ class KVCache:
         self.length = 0
         self.max_len = max_len
 
+    def keep_rows(self, rows: list[int]) -> None:
+        """Keep only these rows (the others finished), in this order."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.start.device)
+        self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+        self.start = self.start[index]
+
     def positions(self, T: int) -> torch.Tensor:
         """(B, T) rotary positions of the next T tokens, counted from each row's start."""
         steps = torch.arange(self.length, self.length + T, device=self.start.device)

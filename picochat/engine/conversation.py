@@ -173,47 +173,54 @@ class Engine:
     # -- the decoding loop -----------------------------------------------------------------------
     def _decode(self, prompts: list[list[int]], turns: list[Turn],
                 params: SamplingParams) -> Iterator[tuple[int, Step]]:
-        """Run every row's Turn to its end; yields (row, step) as they happen."""
-        net, B = self.net, len(prompts)
-        feeds = []
+        """Run every row's Turn to its end; yields (row, step) as they happen. A finished row
+        leaves the batch at once (its keys and values dropped), so the rest decode faster."""
+        net = self.net
+        feeds: dict[int, list[int]] = {}
         for b, turn in enumerate(turns):
             step = turn.start()
             yield b, step
-            feeds.append(prompts[b] + step.inject)
-        if all(t.done for t in turns):
+            if not turn.done:
+                feeds[b] = prompts[b] + step.inject
+        rows = list(feeds)                          # the batch's rows, as indices into `turns`
+        if not rows:
             return
-        sampler = Sampler(params, prompts, net.config.vocab_size, net.device)
-        for b, feed in enumerate(feeds):
-            sampler.extend(b, feed[len(prompts[b]):])
-        longest = max(len(f) for f in feeds)
+        sampler = Sampler(params, [prompts[b] for b in rows], net.config.vocab_size, net.device)
+        for i, b in enumerate(rows):
+            sampler.extend(i, feeds[b][len(prompts[b]):])
+        longest = max(len(f) for f in feeds.values())
         # rows share one left-padded timeline; a row grows by at most max_tokens, or with tool
         # results injected up to the context from its own start
-        growth = max(self.context - len(f) if self.tools is not None or t.chat else params.max_tokens
-                     for f, t in zip(feeds, turns))
-        cache = net.new_cache(B, longest + growth)
-        cache.start = torch.tensor([longest - len(f) for f in feeds], device=net.device)
-        forced: list[list[int]] = [[] for _ in range(B)]     # injected ids still to feed, per row
+        growth = max(self.context - len(feeds[b]) if self.tools is not None or turns[b].chat else params.max_tokens
+                     for b in rows)
+        cache = net.new_cache(len(rows), longest + growth)
+        cache.start = torch.tensor([longest - len(feeds[b]) for b in rows], device=net.device)
+        forced: dict[int, list[int]] = {b: [] for b in rows}    # injected ids still to feed, per row
+        padded = [[0] * (longest - len(feeds[b])) + feeds[b] for b in rows]
         with torch.inference_mode():
-            logits = net(torch.tensor([[0] * (longest - len(f)) + f for f in feeds], device=net.device), cache)
-            while not all(t.done for t in turns):
+            logits = net(torch.tensor(padded, device=net.device), cache)
+            while rows:
                 next_ids, logprob, top_ids, top_lp = sampler(logits)
                 inputs = next_ids.tolist()
-                for b, turn in enumerate(turns):
-                    if turn.done:
-                        continue                    # finished rows decode on, ignored
+                for i, b in enumerate(rows):
                     if forced[b]:
-                        inputs[b] = forced[b].pop(0)    # this position is the tool result's
+                        inputs[i] = forced[b].pop(0)    # this position is the tool result's
                         continue
-                    step = turn.feed(_token(b, inputs[b], logprob, top_ids, top_lp))
+                    step = turns[b].feed(_token(i, inputs[i], logprob, top_ids, top_lp))
                     yield b, step
                     forced[b] = list(step.inject)
-                    sampler.extend(b, step.inject)
-                if all(t.done for t in turns):
-                    return
-                chunk = [[inputs[0], *forced[0]]] if B == 1 else [[t] for t in inputs]
-                if B == 1:
-                    forced[0] = []
-                logits = net(torch.tensor(chunk, device=net.device), cache)
+                    sampler.extend(i, step.inject)
+                keep = [i for i, b in enumerate(rows) if not turns[b].done]
+                if len(keep) < len(rows):
+                    rows, inputs = [rows[i] for i in keep], [inputs[i] for i in keep]
+                    cache.keep_rows(keep)
+                    sampler.keep_rows(keep)
+                if len(rows) == 1:                  # alone, a row takes its injected ids in one go
+                    chunk, forced[rows[0]] = [[inputs[0], *forced[rows[0]]]], []
+                else:
+                    chunk = [[t] for t in inputs]
+                if rows:
+                    logits = net(torch.tensor(chunk, device=net.device), cache)
 
 
 def _token(b: int, t: int, logprob, top_ids, top_lp) -> Token:

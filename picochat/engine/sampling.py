@@ -91,6 +91,13 @@ class Sampler:
         if params.frequency_penalty or params.presence_penalty:
             self.counts = torch.zeros(B, vocab, device=device)
 
+    def keep_rows(self, rows: list[int]) -> None:
+        """Keep only these rows' state (the others left the batch), in this order."""
+        if self.seen is not None:
+            self.seen = self.seen[rows]
+        if self.counts is not None:
+            self.counts = self.counts[rows]
+
     def extend(self, row: int, ids: list[int]) -> None:
         """Tokens appended to a row from outside (tool results) count as seen."""
         if self.seen is not None and ids:
