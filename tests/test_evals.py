@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from picochat import bigbench
+from picochat.tasks import TASKS as TASK_TYPES
+from picochat.tasks.base import final_number
 from picochat.chat import render_prompt, user
 from picochat.cli import main
 from picochat.evals import TASKS, probes, resolve_tasks, run_evals, suite_tasks
@@ -325,14 +327,18 @@ def test_letter_probes_are_balanced_and_well_formed(tok):
 
 
 # --- generative tasks -------------------------------------------------------------------------------
+class Answer:
+    def __init__(self, text):
+        self.text, self.calls = text, []
+
+
 def test_generative_tasks_run_end_to_end(tok):
     pytest.importorskip("reasoning_gym", reason="reasoning-gym not installed (scripts/install_evals.sh)")
     from picochat.evals import generative
 
     for chat in (False, True):
         subject = Subject(micro(tok, context=512), tok, chat=chat)
-        result = generative.reasoning_gym(subject, None, 3, 0, dataset="basic_arithmetic",
-                                          config={"min_terms": 2, "max_terms": 2, "max_digits": 2})
+        result = generative.reasoning_gym(subject, None, 3, 0, task=TASK_TYPES["basic_arithmetic"])
         assert len(result["outcomes"]) == 3 and result["chance"] == 0.0
         assert all(set(e) >= {"prompt", "answer", "target", "correct"} for e in result["examples"])
     # a right answer is recognised: the checker, not the model, is under test here
@@ -340,8 +346,11 @@ def test_generative_tasks_run_end_to_end(tok):
 
     data = reasoning_gym.create_dataset("basic_arithmetic", size=1, seed=0, min_terms=2, max_terms=2, max_digits=2)
     entry = data[0]
-    assert data.score_answer(generative.final_number(f"It is {entry['answer']}.", last=True), entry) == 1.0
-    assert generative.final_number("12, then 13", last=False) == "12"
+    assert data.score_answer(final_number(f"It is {entry['answer']}.", last=True), entry) == 1.0
+    assert final_number("12, then 13", last=False) == "12"
+    task = TASK_TYPES["basic_arithmetic"]
+    problem = task.problem(entry, data)
+    assert task.check(problem, Answer(f"so it is {entry['answer']}")) and task.reward(problem, Answer("no idea")) == 0.0
 
 
 def test_humaneval_task_runs_generated_code_in_the_sandbox(tok):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from picochat.evals.generative import humaneval_program
+from picochat.tasks.humaneval import humaneval_program
 from picochat.tools.sandbox import run_python
 
 

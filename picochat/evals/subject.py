@@ -21,12 +21,10 @@ import torch.nn.functional as F
 from picochat.chat import assistant, render_prompt, user
 from picochat.model import KVCache, Llama, load_pretrained
 from picochat.rundir import PicochatError
+from picochat.tasks.base import TaskUnavailable  # noqa: F401 - evals raise and catch it under this name too
 from picochat.tokenizer import Tokenizer
 
 
-class TaskUnavailable(PicochatError):
-    """A task cannot run here (a package or data set is missing, or nothing fits the context):
-    recorded as skipped, with this message, while the other tasks go on."""
 
 
 @dataclass

@@ -1,0 +1,29 @@
+"""Tasks: one type per task owns its problems, renders them as conversations (SFT data), checks an
+answer (evals) and turns a checked answer into a reward (RL). See picochat.tasks.base.
+
+    identity     who the assistant is (held-out paraphrases for the check)
+    arithmetic   when and how to call the calculator (held-out: fresh 3-5 x 3-4 digit products)
+    spelling     spelling and letter counting, by spelling the word out first
+    reasoning    reasoning-gym's generated problems with their own checkers (gsm_symbolic, ...)
+    humaneval    HumanEval functions, checked by running their tests in the sandbox
+"""
+
+from picochat.tasks.arithmetic import Arithmetic
+from picochat.tasks.base import Problem, Task, TaskUnavailable
+from picochat.tasks.humaneval import HumanEval
+from picochat.tasks.identity import Identity
+from picochat.tasks.reasoning import ReasoningGym
+from picochat.tasks.spelling import Spelling
+
+# the tasks picochat writes its own conversations for (SFT data; their "train" split)
+GENERATED: dict[str, Task] = {t.name: t for t in (Identity(), Arithmetic(), Spelling())}
+TASKS: dict[str, Task] = {
+    **GENERATED,
+    "gsm_symbolic": ReasoningGym("gsm_symbolic"),
+    # two terms of up to two digits: within reach of a small model with a calculator
+    "basic_arithmetic": ReasoningGym("basic_arithmetic", {"min_terms": 2, "max_terms": 2, "max_digits": 2}),
+    "humaneval": HumanEval(),
+}
+
+__all__ = ["GENERATED", "TASKS", "Arithmetic", "HumanEval", "Identity", "Problem", "ReasoningGym", "Spelling",
+           "Task", "TaskUnavailable"]

