@@ -229,6 +229,12 @@ def test_gguf_metadata_tensors_and_types(tiny_run, tmp_path):
     assert sum(t == gguf.TokenType.NORMAL for t in types) == len(tok.ranks)
     assert value("tokenizer.ggml.bos_token_id") == tok.bos_id
     assert value("tokenizer.ggml.eos_token_id") == tok.end_id
+    # plain text gets <|bos|> in front in GGUF readers as in transformers and picochat itself
+    from tokenizers import Tokenizer as HFTokenizer
+
+    hf_ids = HFTokenizer.from_file(str(tiny_run / "sft" / "tokenizer.json")).encode(PROMPT).ids
+    assert value("tokenizer.ggml.add_bos_token") is True and hf_ids == tok.encode(PROMPT, bos=True)
+    assert value("tokenizer.ggml.add_eos_token") is False
     assert value("tokenizer.chat_template") == CHAT_TEMPLATE
     kinds = {t.name: t.tensor_type for t in reader.tensors}
     assert len(kinds) == 3 + 9 * 2
@@ -351,6 +357,7 @@ def test_llama_cpp_reads_the_gguf_with_picochat_tokens_and_greedy_text(tiny_run,
     tok = Tokenizer.load(tiny_run / "sft")
     for text in TEXTS:
         assert llm.tokenize(text.encode(), add_bos=False, special=False) == tok.encode(text), repr(text)
+        assert llm.tokenize(text.encode(), special=False) == tok.encode(text, bos=True), repr(text)
     assert llm.tokenize(b"<|user|>hi<|end|>", add_bos=True, special=True) == \
         tok.encode_special("<|bos|><|user|>hi<|end|>")
     assert llm.metadata["tokenizer.chat_template"] == CHAT_TEMPLATE
@@ -399,7 +406,16 @@ def test_hf_export_has_a_model_card_and_loads_in_transformers(trained_run, tmp_p
     ids = torch.randint(0, 512, (2, 30), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, load_pretrained(trained_run / "base")(ids), atol=1e-4, rtol=0)
-    assert transformers.AutoTokenizer.from_pretrained(str(out)).chat_template == CHAT_TEMPLATE
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(out))
+    assert hf_tok.chat_template == CHAT_TEMPLATE
+    # the folder used as a transformers user uses it continues text as `picochat sample` does
+    tok, model = Tokenizer.load(trained_run / "tokenizer"), load_pretrained(trained_run / "base").eval()
+    for text in ("The", PROMPT):
+        ids = hf_tok(text, return_tensors="pt").input_ids
+        theirs = hf.generate(ids, max_new_tokens=20, do_sample=False, eos_token_id=None,
+                             pad_token_id=hf_tok.pad_token_id)[0, ids.shape[1]:].tolist()
+        ours = [t for (t,) in generate(model, [tok.encode(text, bos=True)], SamplingParams(temperature=0, max_tokens=20))]
+        assert ids[0].tolist() == tok.encode(text, bos=True) and theirs == ours, text
 
 
 def test_model_card_examples_run_as_written(trained_run, tiny_run, tmp_path):
@@ -413,6 +429,17 @@ def test_model_card_examples_run_as_written(trained_run, tiny_run, tmp_path):
         scripts.append(code.replace("path/to/this/folder", str(out)).replace("max_new_tokens=100", "max_new_tokens=8")
                        + "print('<<END>>')\n")
     assert "apply_chat_template" in scripts[1] and "apply_chat_template" not in scripts[0]
+    # the base example's prompt reaches the model with one <|bos|>, as picochat's own prompts do
+    transformers = pytest.importorskip("transformers")
+    (prompt,) = re.findall(r'tokenizer\("([^"]*)"', scripts[0])
+    tok = Tokenizer.load(trained_run / "tokenizer")
+    assert transformers.AutoTokenizer.from_pretrained(str(tmp_path / "base"))(prompt).input_ids == \
+        tok.encode(prompt, bos=True)
+    # and the chat example's ids are picochat's prompt: the template's <|bos|>, not two
+    messages = [{"role": "user", "content": "Who are you?"}]
+    chat_ids = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "sft")).apply_chat_template(
+        messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+    assert chat_ids == render_ids(tok, messages).ids + [tok.special_tokens["<|assistant|>"]]
     (tmp_path / "examples.py").write_text("\n".join(scripts))
     result = subprocess.run([sys.executable, "examples.py"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300, check=False)
@@ -440,6 +467,38 @@ def test_import_transformers_llama_gives_the_same_logits(prepared_run, tmp_path,
     assert main(["sample", "--run", str(tmp_path / "run"), "--prompt", "The king", "--max-tokens", "5"]) == 0
     # importing over a model already there is refused, and the model is kept
     one_line_error(capsys, ["import", tmp_path / "hf", "--run", tmp_path / "run"], "already holds a model")
+
+
+def write_pre_bos_tokenizer(folder: Path) -> None:
+    """Turn a model folder's tokenizer files into what picochat wrote before the tokenizer
+    added <|bos|> itself: no post-processor, add_bos_token false."""
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["post_processor"] = None
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["add_bos_token"] = False
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+
+
+def test_import_reads_folders_written_before_and_after_the_tokenizer_added_bos(tiny_run, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tok = Tokenizer.load(tiny_run / "tokenizer")
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run / "base", old)
+    write_pre_bos_tokenizer(old)
+    assert transformers.AutoTokenizer.from_pretrained(str(old))("The").input_ids == tok.encode("The")
+    ids = torch.randint(0, tok.vocab_size, (1, 20), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = load_pretrained(tiny_run / "base").eval()(ids)
+    for name, source in (("old", old), ("new", tiny_run / "base")):
+        dest = import_model(source, tmp_path / f"run-{name}")
+        loaded = Tokenizer.load(dest)
+        assert (loaded.ranks, loaded.special_tokens) == (tok.ranks, tok.special_tokens), name
+        # the imported folder is written anew, so transformers users of either get picochat's ids
+        hf_tok = transformers.AutoTokenizer.from_pretrained(str(dest))
+        assert hf_tok("The").input_ids == tok.encode("The", bos=True), name
+        with torch.no_grad():
+            torch.testing.assert_close(load_pretrained(dest).eval()(ids), expected, atol=0, rtol=0)
 
 
 def test_import_and_export_errors_are_one_line(tiny_run, twofiles, tmp_path, capsys):
