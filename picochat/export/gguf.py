@@ -186,9 +186,10 @@ def write_gguf(model, tokenizer, path: Path, dtype: str = "f32", name: str = "pi
         w.add_eos_token_id(sp[END])      # end of an assistant turn: where generation stops
         w.add_eot_token_id(sp[END])
         w.add_pad_token_id(sp[PAD])
-        # pretraining documents start with <|bos|>, so plain completion does too; the chat
-        # template writes its own <|bos|> (as Llama 3's does), so a rendered chat is tokenized
-        # without adding another (llama-cpp-python's chat handler does exactly that)
+        # pretraining documents start with <|bos|>, so plain completion does too, as in the
+        # Hugging Face tokenizer's post-processor (picochat/tokenizer.py); the chat template
+        # writes its own <|bos|> (as Llama 3's does), so a rendered chat is tokenized without
+        # adding another (llama-cpp-python's chat handler and transformers both do that)
         w.add_add_bos_token(True)
         w.add_add_eos_token(False)
         w.add_chat_template(CHAT_TEMPLATE)

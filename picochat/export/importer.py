@@ -21,7 +21,10 @@ keeps the tokenizer it was trained with. So an import requires, and checks:
   SFT and the engine are written in them.
 Models exported by picochat pass; a model with another tokenizer (Llama 3's own special
 tokens, SentencePiece) gets a one-line error naming what does not match, rather than a model
-that would load but silently mis-tokenize.
+that would load but silently mis-tokenize. Only the vocabulary, merges, split pattern and
+special tokens are read; the tokenizer files are then written anew, so a folder from an older
+picochat (whose tokenizer.json did not put <|bos|> before plain text for transformers) comes
+out as current ones are.
 """
 
 from __future__ import annotations
