@@ -254,3 +254,23 @@ def test_fuzz_openapi_schema_finds_no_server_error(server, tmp_path):
     tail = (r.stdout + r.stderr)[-4000:]
     assert r.returncode == 0, tail
     assert server.health()["status"] == "ok"
+
+
+def test_text_merges_only_while_writes_are_held_up():
+    """The streaming promise, without timing: a reader that keeps up gets a chunk per token even
+    when the decoder is far ahead; once a write has been slow (backpressure), what piled up
+    goes out as one chunk."""
+    import asyncio
+
+    from picochat.serve.app import Stream
+
+    async def read(behind: bool) -> list[str]:
+        stream = Stream.__new__(Stream)
+        stream.queue, stream.reqs, stream.behind = asyncio.Queue(), [None], behind
+        for piece in "one two three four".split():
+            stream.queue.put_nowait((0, {"type": "text", "text": piece + " ", "logprobs": []}))
+        stream.queue.put_nowait((0, {"type": "done", "finish_reason": "stop"}))
+        return [ev.get("text", "") async for _, ev in stream.events()]
+
+    assert asyncio.run(read(False)) == ["one ", "two ", "three ", "four ", ""]
+    assert asyncio.run(read(True)) == ["one two three four ", ""]

@@ -275,6 +275,7 @@ class Stream:
         self.dispatcher = dispatcher()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.reqs: list[GenRequest] = []
+        self.behind = False     # the last chunk took longer than BACKPRESSURE_S to write
 
     def add(self, index: int, **kw) -> None:
         put, queue = self.dispatcher.put, self.queue
@@ -316,9 +317,9 @@ class Stream:
                         await asyncio.wait_for(queue.get(), timeout=0.25)
                 except asyncio.TimeoutError:
                     continue
-            # under load the loop falls behind the decoder: what has piled up goes out merged
-            # (one chunk of several tokens per stream, not one write per token)
-            while ev["type"] == "text" and not queue.empty():
+            # a client that keeps reading gets a chunk per token; while its writes are held up
+            # (see `written`), the text that piled up meanwhile goes out as one chunk
+            while self.behind and ev["type"] == "text" and not queue.empty():
                 j, nxt = queue.get_nowait()
                 if j == i and nxt["type"] == "text":
                     ev = {"type": "text", "text": ev["text"] + nxt["text"], "logprobs": ev["logprobs"] + nxt["logprobs"]}
@@ -328,6 +329,19 @@ class Stream:
             if ev["type"] in ("done", "error"):
                 remaining -= 1
             yield i, ev
+
+
+BACKPRESSURE_S = 0.05      # a chunk this slow to write means the client (or the server) is behind
+
+
+async def written(chunks, stream: Stream):
+    """Pass a streamed response's chunks on, timing each write: the response is suspended at
+    `yield` while the chunk is sent, so a long suspension is backpressure (a client that stopped
+    reading, or an event loop too loaded to write every token apart)."""
+    async for chunk in chunks:
+        started = time.monotonic()
+        yield chunk
+        stream.behind = time.monotonic() - started > BACKPRESSURE_S
 
 
 def sse(obj) -> str:
@@ -394,8 +408,8 @@ def create_app(server: Server) -> FastAPI:
         stream.submit()
         cid, created, model_name = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), cfg.model_name
         if body.stream:
-            return StreamingResponse(chat_chunks(stream, body, cid, created, model_name), headers=SSE_HEADERS,
-                                     media_type="text/event-stream")
+            return StreamingResponse(written(chat_chunks(stream, body, cid, created, model_name), stream),
+                                     headers=SSE_HEADERS, media_type="text/event-stream")
         return await chat_whole(stream, body, request, cid, created, model_name)
 
     @app.post("/v1/completions", response_model=None, responses={
@@ -413,7 +427,7 @@ def create_app(server: Server) -> FastAPI:
         echo = [server.tokenizer.decode(ids[1:] if ids and ids[0] == server.tokenizer.bos_id else ids)
                 if body.echo else "" for ids in prompts for _ in range(body.n)]
         if body.stream:
-            return StreamingResponse(completion_chunks(stream, body, cid, created, model_name, echo),
+            return StreamingResponse(written(completion_chunks(stream, body, cid, created, model_name, echo), stream),
                                      headers=SSE_HEADERS, media_type="text/event-stream")
         return await completion_whole(stream, request, cid, created, model_name, echo)
 
