@@ -293,8 +293,9 @@ class Llama(nn.Module):
                     std = residual_std if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
                     p.copy_(torch.randn(p.shape, generator=g) * std)
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """input_ids (B, T) -> logits (B, T, V). With a cache, the T tokens continue it."""
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, head: bool = True) -> torch.Tensor:
+        """input_ids (B, T) -> logits (B, T, V). With a cache, the T tokens continue it.
+        head=False: the final norm's hidden states (B, T, D) instead (what embeddings pool)."""
         B, T = input_ids.shape
         x = self.model.embed_tokens(input_ids)                                    # (B, T, D)
         if cache is None:
@@ -312,7 +313,8 @@ class Llama(nn.Module):
             x = layer(x, cos, sin, cache, mask)
         if cache is not None:
             cache.length += T
-        return self.lm_head(self.model.norm(x))                                   # (B, T, V)
+        x = self.model.norm(x)                                                    # (B, T, D)
+        return self.lm_head(x) if head else x                                     # (B, T, V)
 
     # --- accounting -----------------------------------------------------------------------
     def num_params(self, embeddings: bool = True) -> int:
