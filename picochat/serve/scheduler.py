@@ -68,8 +68,8 @@ class GenRequest:
     params: SamplingParams
     emit: Callable[[dict], None]
     chat: bool = True                       # parse tool calls and thinking (False: plain completion)
-    client_tools: frozenset[str] = frozenset()  # functions the client runs (a prompt ending in an
-                                                # open <|tool_call|> forces a call: tool_choice)
+    client_tools: frozenset[str] = frozenset()  # functions the client runs
+    grammar: object | None = None           # a picochat.engine.grammar.Grammar the answer follows
     cancelled: bool = False
     id: int = field(default_factory=itertools.count().__next__)
 
@@ -81,7 +81,8 @@ class Row:
         self.req = req
         self.seq = list(req.prompt)             # every token so far (prompt, answer, tool results)
         self.sampler = Sampler(req.params, [req.prompt], vocab, device)
-        self.turn = Turn(tokenizer, req.params, req.prompt, context, tools, req.client_tools, req.chat)
+        self.turn = Turn(tokenizer, req.params, req.prompt, context, tools, req.client_tools, req.chat,
+                         req.grammar)
         self.next_input: int | None = None      # sampled, not yet in the cache
         self.readmit = False                    # a tool result was appended: prefill again
         self.finished = False
@@ -265,7 +266,7 @@ class Scheduler:
         groups: dict[tuple, list[int]] = {}
         for i, row in enumerate(self.rows):
             p = row.req.params
-            if p.seed is None and not p.penalized and p.logprobs is None:
+            if p.seed is None and not p.penalized and p.logprobs is None and not row.turn.constrained:
                 groups.setdefault((p.temperature, p.top_k, p.top_p, p.min_p), []).append(i)
         out: dict[int, int] = {}
         for (temperature, top_k, top_p, min_p), idx in groups.items():
@@ -303,7 +304,7 @@ class Scheduler:
         """Sample the row's next token from its logits (1, V), or take `token` sampled in a
         batch, and hand it to the row's Turn."""
         if token is None:
-            next_ids, logprob, top_ids, top_lp = row.sampler(logits)
+            next_ids, logprob, top_ids, top_lp = row.sampler(row.turn.constrain(logits))
             sampled = Token(int(next_ids[0]), float(logprob[0]) if logprob is not None else None,
                             list(zip(top_ids[0].tolist(), top_lp[0].tolist())) if top_ids is not None else None)
         else:
