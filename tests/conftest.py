@@ -80,3 +80,11 @@ def fresh_run(prepared_run, tmp_path) -> Path:
     run = tmp_path / "run"
     shutil.copytree(prepared_run, run)
     return run
+
+
+@pytest.fixture(scope="module")
+def run_tokenizer(prepared_run):
+    """The prepared run's tokenizer (512 tokens, picochat's special tokens)."""
+    from picochat.tokenizer import Tokenizer
+
+    return Tokenizer.load(prepared_run / "tokenizer")

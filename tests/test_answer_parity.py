@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from token_ids import spell
 
 from picochat.chat import render_prompt
 from picochat.engine import MAX_TOOL_CALLS, Engine, FastLlama, SamplingParams
 from picochat.model import KVCache, ModelConfig
 from picochat.serve.scheduler import GenRequest, Scheduler
-from picochat.tokenizer import Tokenizer
 from picochat.tools import default_tools
 
 
@@ -57,13 +57,8 @@ class ScriptedNet(FastLlama):
 
 
 @pytest.fixture(scope="module")
-def tok(prepared_run) -> Tokenizer:
-    return Tokenizer.load(prepared_run / "tokenizer")
-
-
-def spell(tok, *parts) -> list[int]:
-    sp = tok.special_tokens
-    return [i for p in parts for i in ([sp[p]] if p in sp else tok.encode(p))]
+def tok(run_tokenizer):
+    return run_tokenizer
 
 
 def calc(tok, expression: str) -> list[int]:

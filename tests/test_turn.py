@@ -7,22 +7,16 @@ finish reason and the sampled/injected mask."""
 from __future__ import annotations
 
 import pytest
+from token_ids import spell
 
 from picochat.chat import tool_result_ids
 from picochat.engine import MAX_TOOL_CALLS, SamplingParams, Token, Turn
-from picochat.tokenizer import Tokenizer
 from picochat.tools import Tool, ToolRegistry, default_tools
 
 
 @pytest.fixture(scope="module")
-def tok(prepared_run) -> Tokenizer:
-    return Tokenizer.load(prepared_run / "tokenizer")
-
-
-def spell(tok, *parts) -> list[int]:
-    """Ids of text pieces and special-token names, in order."""
-    sp = tok.special_tokens
-    return [i for p in parts for i in ([sp[p]] if p in sp else tok.encode(p))]
+def tok(run_tokenizer):
+    return run_tokenizer
 
 
 def run(tok, ids, params=None, prompt=None, **kw):
