@@ -210,3 +210,24 @@ def test_a_grammar_holds_the_answer_and_then_only_its_end(tok):
     calls = Grammar(tok, function_call([{"name": "f", "parameters": {"type": "object"}}]))
     first = calls.constrain(flat)[0] > float("-inf")
     assert first.sum() == 1 and first[tok.special_tokens["<|tool_call|>"]]
+
+
+def test_a_call_grammar_holds_each_call_and_frees_the_text(tok):
+    import torch
+
+    from picochat.engine.grammar import call_arguments
+
+    lark = call_arguments([{"name": "calculator", "parameters": {"type": "object", "properties": {
+        "expression": {"type": "string"}}, "required": ["expression"]}}])
+    turn = Turn(tok, SamplingParams(temperature=0, max_tokens=500), spell(tok, "<|bos|>", "<|assistant|>"), 400,
+                tools=default_tools(), call_grammar=lark)
+    flat = torch.zeros(1, tok.vocab_size)
+    assert not turn.constrained
+    events = []
+    for t in spell(tok, "Let me see.", *calc_call(tok, "6*7")):
+        if turn.constrained:
+            assert turn.constrain(flat)[0, t] > float("-inf")
+        events += turn.feed(t).events
+    assert not turn.constrained and the(events, "tool_call").call.result == "42"
+    turn.feed(tok.special_tokens["<|tool_call|>"])
+    assert turn.constrained and turn.constrain(flat)[0, tok.encode("x")[0]] == float("-inf")   # JSON only

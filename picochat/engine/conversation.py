@@ -160,8 +160,9 @@ class Engine:
         return [self._completion(turn, params, n) for turn, n in zip(turns, notices)]
 
     def turn(self, prompt: list[int], params: SamplingParams, chat: bool = True,
-             client_tools: frozenset[str] = frozenset(), grammar=None) -> Turn:
-        return Turn(self.tokenizer, params, prompt, self.context, self.tools, client_tools, chat, grammar)
+             client_tools: frozenset[str] = frozenset(), grammar=None, call_grammar: str | None = None) -> Turn:
+        return Turn(self.tokenizer, params, prompt, self.context, self.tools, client_tools, chat, grammar,
+                    call_grammar)
 
     @staticmethod
     def _completion(turn: Turn, params: SamplingParams, notices: list[str]) -> Completion:

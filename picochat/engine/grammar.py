@@ -97,3 +97,14 @@ def function_call(functions: list[dict]) -> str:
     options = [call_schema(f["name"], f.get("parameters")) for f in functions]
     schema = options[0] if len(options) == 1 else {"anyOf": options}
     return f"start: <|tool_call|> call <|/tool_call|>\ncall: %json {_schema(schema)}\n"
+
+
+def call_arguments(functions: list[dict]) -> str:
+    """What follows the model's own <|tool_call|>: a call of one of `functions` with arguments
+    valid for its schema, then <|/tool_call|> (the model chooses whether to call; this holds
+    the call to the declared shapes)."""
+    if not functions:
+        raise PicochatError("constraining tool calls needs at least one function")
+    options = [call_schema(f["name"], f.get("parameters")) for f in functions]
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    return f"start: call <|/tool_call|>\ncall: %json {_schema(schema)}\n"

@@ -66,13 +66,15 @@ class Step:
 class Turn:
     def __init__(self, tokenizer, params: SamplingParams, prompt: list[int], context: int,
                  tools: ToolRegistry | None = None, client_tools: frozenset[str] = frozenset(),
-                 chat: bool = True, grammar=None):
+                 chat: bool = True, grammar=None, call_grammar: str | None = None):
         """chat=False: a plain completion (no tool calls or thinking; special tokens are not text).
         client_tools: names of functions the caller runs itself (the server's clients).
-        grammar: a picochat.engine.grammar.Grammar the answer's first tokens must follow
-        (structured outputs); drivers call `constrain` on each step's logits."""
+        grammar: a picochat.engine.grammar.Grammar the whole answer must follow (structured
+        outputs); call_grammar: Lark text each tool call's JSON must follow, from the model's
+        <|tool_call|> to its <|/tool_call|> (see grammar.call_arguments). Drivers call
+        `constrain` on each step's logits."""
         self.tokenizer, self.params, self.tools, self.chat = tokenizer, params, tools, chat
-        self.grammar = grammar
+        self.grammar, self.call_grammar = grammar, call_grammar
         self.client_tools = client_tools
         sp = tokenizer.special_tokens
         self.special_ids = frozenset(sp.values())
@@ -143,6 +145,10 @@ class Turn:
         elif self.chat and t == self.call_open:
             self._show(self.text.flush(), None, events)   # text before the call is complete
             self.mode, self.call_ids = "call", []
+            if self.call_grammar is not None and self.grammar is None:
+                from picochat.engine.grammar import Grammar
+
+                self.grammar = Grammar(self.tokenizer, self.call_grammar)   # this call's JSON only
         elif self.chat and t == self.think_open:
             self.mode = "think"
         elif self.chat and t == self.think_close:
@@ -157,6 +163,8 @@ class Turn:
     def _in_call(self, t: int, events: list[Event]) -> list[int]:
         if t == self.call_close:
             ids, self.mode, self.call_ids = self.call_ids, "text", []
+            if self.call_grammar is not None:
+                self.grammar = None             # the call is complete; the text after it is free
             return self._call(ids, events)
         if t in self.stop_ids:
             self._notice(events, "the model ended its turn inside a tool call; the call was not run")

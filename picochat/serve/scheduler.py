@@ -70,6 +70,7 @@ class GenRequest:
     chat: bool = True                       # parse tool calls and thinking (False: plain completion)
     client_tools: frozenset[str] = frozenset()  # functions the client runs
     grammar: object | None = None           # a picochat.engine.grammar.Grammar the answer follows
+    call_grammar: str | None = None         # Lark text every tool call's JSON follows
     cancelled: bool = False
     id: int = field(default_factory=itertools.count().__next__)
 
@@ -82,7 +83,7 @@ class Row:
         self.seq = list(req.prompt)             # every token so far (prompt, answer, tool results)
         self.sampler = Sampler(req.params, [req.prompt], vocab, device)
         self.turn = Turn(tokenizer, req.params, req.prompt, context, tools, req.client_tools, req.chat,
-                         req.grammar)
+                         req.grammar, req.call_grammar)
         self.next_input: int | None = None      # sampled, not yet in the cache
         self.readmit = False                    # a tool result was appended: prefill again
         self.finished = False
