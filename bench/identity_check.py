@@ -3,12 +3,13 @@
     python bench/identity_check.py --run runs/R [--stage sft] [--samples 5] [--temperature 0.7]
 
 Identity: "who are you?" and 20 paraphrases never seen in training (the identity task's "eval"
-split), each sampled `--samples` times; a sample passes when the reply names picochat.
+split; the first is trained on), each sampled `--samples` times; a sample passes when the reply
+names picochat.
 Calculator: the arithmetic task's "eval" split, products of a 3-5-digit and a 3-4-digit number
 in phrasings the training conversations never use, with fresh numbers per seed; the answer runs
 through picochat's tools as in chat (Engine.generate_batch), and is scored twice: was the
-calculator called with exactly the user's operands, and does the final answer state the tool's
-result. Prints each rate with its 95% interval and a transcript.
+calculator called with exactly the user's operands, and does the final answer state the right
+product. Prints each rate with its 95% interval and a transcript.
 """
 
 from __future__ import annotations

@@ -25,11 +25,16 @@ class ScriptedNet(FastLlama):
     """Greedy decoding of this net spells `segments[k]` for the answer's k-th assistant turn (a
     new one starts after each tool result), then <|end|>."""
 
-    def __init__(self, tokenizer, segments: list[list[int]], context: int = 2048):
+    def __init__(self, tokenizer, segments: list[list[int]], context: int = 2048,
+                 by_prompt: dict[int, list[list[int]]] | None = None, runner_up: int | None = None):
+        """by_prompt: other segments for the prompt of that many tokens (rows that differ).
+        runner_up: a token always scored just below the script's, so penalties decide (a penalised
+        script token loses to it)."""
+        self.runner_up = runner_up
         self.config = ModelConfig(vocab_size=tokenizer.vocab_size, dim=4, n_layers=1, n_heads=1, n_kv_heads=1,
                                   max_seq_len=context)
         self.device = torch.device("cpu")
-        self.segments = segments
+        self.segments, self.by_prompt = segments, by_prompt or {}
         sp = tokenizer.special_tokens
         self.assistant, self.result, self.end = sp["<|assistant|>"], sp["<|tool_result|>"], sp["<|end|>"]
 
@@ -44,6 +49,8 @@ class ScriptedNet(FastLlama):
         logits = torch.zeros(B, self.config.vocab_size)
         for b in range(B):
             history = cache.v[0, b, 0, int(cache.start[b]):t1, 0].long().tolist()
+            if self.runner_up is not None:
+                logits[b, self.runner_up] = 9.0
             logits[b, self.next_id(history)] = 10.0
         return logits
 
@@ -51,7 +58,8 @@ class ScriptedNet(FastLlama):
         opened = max(i for i, t in enumerate(history) if t == self.assistant)
         first = history.index(self.assistant) if self.assistant in history else opened
         turn = history[first:].count(self.result)            # tool results so far in this answer
-        segment = self.segments[turn] if turn < len(self.segments) else []
+        segments = self.by_prompt.get(first + 1, self.segments)
+        segment = segments[turn] if turn < len(segments) else []
         at = len(history) - opened - 1
         return segment[at] if at < len(segment) else self.end
 
@@ -137,7 +145,8 @@ def test_engine_batch_and_scheduler_agree(tok, name):
     prompt = render_prompt(tok, [{"role": "user", "content": "go"}])
     streamed, stream_finish = stream_events(engine, prompt, params)
     served, done = scheduler_events(engine, prompt, params)
-    batch = engine.generate_batch([prompt, prompt[:-1] + prompt[-1:]], params)
+    other = render_prompt(tok, [{"role": "user", "content": "go on, a longer prompt"}])   # padded beside it
+    batch = engine.generate_batch([prompt, other], params)
     assert streamed == served
     assert stream_finish == done["finish_reason"] == batch[0].finish_reason
     assert done["ids"] == batch[0].ids == batch[1].ids and done["mask"] == batch[0].mask
@@ -151,14 +160,25 @@ def test_engine_batch_and_scheduler_agree(tok, name):
 
 
 def test_a_batch_of_different_answers_keeps_each_rows_injections_apart(tok):
-    """Rows of one generate_batch call tools at different steps; each row's ids are its own."""
-    long_prefix = spell(tok, "a much longer preamble before the call, ")
-    net = ScriptedNet(tok, [long_prefix + calc(tok, "3*3"), spell(tok, "nine")])
-    engine = Engine(net, tok, tools=default_tools())
+    """Rows of one generate_batch call differ: one calls a tool while another is still writing,
+    another is fed its tool result while its neighbour samples, one finishes first and leaves
+    the batch; each row's tokens equal its answer alone, with a penalty too (the discarded
+    samples' part in it is tested on the Sampler itself, in test_engine.py)."""
     short = render_prompt(tok, [{"role": "user", "content": "x"}])
-    long = render_prompt(tok, [{"role": "user", "content": "a longer question, padded on the left"}])
-    alone = [engine.generate_batch([p], SamplingParams(temperature=0, max_tokens=500))[0] for p in (short, long)]
-    together = engine.generate_batch([short, long], SamplingParams(temperature=0, max_tokens=500))
-    for a, t in zip(alone, together):
-        assert (a.ids, a.mask, a.text, a.finish_reason) == (t.ids, t.mask, t.text, t.finish_reason)
-    assert together[0].text.endswith("nine") and together[0].calls[0].result == "9"
+    middle = render_prompt(tok, [{"role": "user", "content": "a longer question"}])
+    long = render_prompt(tok, [{"role": "user", "content": "a longer question, padded on the left of the batch"}])
+    scripts = {len(short): [spell(tok, "a much longer preamble before the call, ") + calc(tok, "3*3"),
+                            spell(tok, "nine")],
+               len(middle): [spell(tok, "quick")],
+               len(long): [calc(tok, "2+2"), spell(tok, "four, and more words after it")]}
+    engine = Engine(ScriptedNet(tok, [], by_prompt=scripts, runner_up=tok.encode("~")[0]), tok, tools=default_tools())
+    for params in (SamplingParams(temperature=0, max_tokens=300),
+                   SamplingParams(temperature=0, max_tokens=300, frequency_penalty=0.1)):
+        prompts = [short, middle, long]
+        alone = [engine.generate_batch([p], params)[0] for p in prompts]
+        together = engine.generate_batch(prompts, params)
+        for a, t in zip(alone, together):
+            assert (a.ids, a.mask, a.text, a.finish_reason) == (t.ids, t.mask, t.text, t.finish_reason)
+        assert together[0].calls[0].result == "9" and together[2].calls[0].result == "4"
+        assert together[0].text.endswith("nine") and together[1].text == "quick"
+        assert all(t.finish_reason == "stop" for t in together)

@@ -252,3 +252,16 @@ def test_generation_that_fills_the_context_stops_cleanly(engine):
     assert events[-1].kind == "done" and events[-1].finish_reason in ("length", "stop")
     too_long = list(range(10, 300))
     assert list(engine.stream(too_long, GREEDY))[-1].kind == "done"
+
+
+def test_a_discarded_sample_leaves_the_penalty_state_alone():
+    """A row being fed injected ids has its sample thrown away: it must not count as seen."""
+    params = SamplingParams(temperature=0, repetition_penalty=2.0, frequency_penalty=1.0)
+    sampler = Sampler(params, [[1], [1]], vocab=8, device="cpu")
+    logits = torch.zeros(2, 8)
+    logits[:, 5] = 3.0
+    sampler(logits, counted=[True, False])
+    assert sampler.seen[0, 5] and not sampler.seen[1, 5]
+    assert sampler.counts[0, 5] == 1 and sampler.counts[1, 5] == 0
+    sampler(logits)
+    assert sampler.counts[:, 5].tolist() == [2, 1]

@@ -231,3 +231,11 @@ def test_a_call_grammar_holds_each_call_and_frees_the_text(tok):
     assert not turn.constrained and the(events, "tool_call").call.result == "42"
     turn.feed(tok.special_tokens["<|tool_call|>"])
     assert turn.constrained and turn.constrain(flat)[0, tok.encode("x")[0]] == float("-inf")   # JSON only
+
+
+def test_a_call_on_the_last_token_runs_but_injects_nothing(tok):
+    ids = spell(tok, *calc_call(tok, "6*7"))
+    turn, events, injected = run(tok, ids, params=SamplingParams(temperature=0, max_tokens=len(ids)),
+                                 tools=default_tools())
+    assert the(events, "tool_call").call.result == "42" and not injected
+    assert events[-1].finish_reason == "length" and turn.mask == [1] * len(ids)

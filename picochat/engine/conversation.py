@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from picochat.chat import render_ids, render_prompt, turn_stop_ids
+from picochat.chat import render_ids, render_prompt
 from picochat.engine.fast import as_fast
-from picochat.engine.generation import generate_steps
 from picochat.engine.sampling import Sampler, SamplingParams, Token
 from picochat.engine.turn import Event, Step, Turn
 from picochat.hardware import pick_device, pick_dtype
@@ -56,10 +55,6 @@ class Engine:
         self.tools = tools
         self.context = self.net.config.max_seq_len
         self.special_ids = set(tokenizer.special_tokens.values())
-
-    @property
-    def stop_ids(self) -> frozenset[int]:
-        return turn_stop_ids(self.tokenizer)
 
     # -- rendering ------------------------------------------------------------------------------
     def render(self, messages: list[dict], add_generation_prompt: bool = True,
@@ -123,10 +118,6 @@ class Engine:
         return kept, ids, notices
 
     # -- generation -----------------------------------------------------------------------------
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> Iterator[list[Token | None]]:
-        """Batched token generation (see `generate_steps`), stopping rows at end of turn."""
-        return generate_steps(self.net, prompts, params, self.stop_ids)
-
     def chat(self, messages: list[dict], params: SamplingParams, reserve: int | None = None) -> Iterator[Event]:
         """Answer a conversation: fit it to the context, then `stream` the answer."""
         reserve = reserve if reserve is not None else min(params.max_tokens, self.context // 4)
@@ -193,8 +184,7 @@ class Engine:
         longest = max(len(f) for f in feeds.values())
         # rows share one left-padded timeline; a row grows by at most max_tokens, or with tool
         # results injected up to the context from its own start
-        growth = max(self.context - len(feeds[b]) if self.tools is not None or turns[b].chat else params.max_tokens
-                     for b in rows)
+        growth = max(self.context - len(feeds[b]) if turns[b].chat else params.max_tokens for b in rows)
         cache = net.new_cache(len(rows), longest + growth)
         cache.start = torch.tensor([longest - len(feeds[b]) for b in rows], device=net.device)
         forced: dict[int, list[int]] = {b: [] for b in rows}    # injected ids still to feed, per row
@@ -205,7 +195,7 @@ class Engine:
                 for i, b in enumerate(rows):
                     if turns[b].constrained and not forced[b]:
                         logits[i:i + 1] = turns[b].constrain(logits[i:i + 1])
-                next_ids, logprob, top_ids, top_lp = sampler(logits)
+                next_ids, logprob, top_ids, top_lp = sampler(logits, [not forced[b] for b in rows])
                 inputs = next_ids.tolist()
                 for i, b in enumerate(rows):
                     if forced[b]:

@@ -21,6 +21,8 @@ import torch
 
 from picochat.rundir import PicochatError
 
+_BITS = torch.arange(32, dtype=torch.int32)     # bit k of a mask word is token 32 * word + k
+
 # how picochat's chat template writes JSON (json.dumps' separators): constrained JSON keeps the
 # model in the spelling it was trained on
 TEMPLATE_JSON = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
@@ -48,12 +50,12 @@ class Grammar:
         import llguidance.torch
 
         self._fill = llguidance.torch.fill_next_token_bitmask
-        self._apply = llguidance.torch.apply_token_bitmask_inplace
         ll = _lltokenizer(tokenizer)
+        self.vocab = ll.vocab_size
         self.matcher = llguidance.LLMatcher(ll, lark)
         if self.matcher.is_error():
             raise PicochatError(f"the grammar is not valid: {self.matcher.get_error()}")
-        self.bitmask = llguidance.torch.allocate_token_bitmask(1, ll.vocab_size)
+        self.bitmask = llguidance.torch.allocate_token_bitmask(1, ll.vocab_size)   # (1, V/32) int32, CPU
 
     @property
     def finished(self) -> bool:
@@ -61,11 +63,13 @@ class Grammar:
         return self.matcher.is_stopped()
 
     def constrain(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits (1, V) of the next token with every token the grammar rules out at -inf."""
+        """Logits (1, V) of the next token with every token the grammar rules out at -inf. The
+        mask is unpacked here, in plain torch on the logits' device (llguidance's own helper
+        wants CPU logits and compiles a kernel on first use)."""
         self._fill(self.matcher, self.bitmask, 0)
-        logits = logits.float().clone()
-        self._apply(logits, self.bitmask)
-        return logits
+        words = self.bitmask.to(logits.device, non_blocking=True)[0]
+        allowed = ((words[:, None] >> _BITS.to(logits.device)) & 1).bool().flatten()[:logits.shape[-1]]
+        return logits.float().masked_fill(~allowed, float("-inf"))
 
     def advance(self, token_id: int) -> None:
         if not self.matcher.consume_token(token_id):

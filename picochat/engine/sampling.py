@@ -68,7 +68,8 @@ class SamplingParams:
 @dataclass
 class Token:
     """One sampled token: its id and, when asked for, its log-probability under the model
-    (raw distribution, before temperature and filtering) and the top alternatives."""
+    (before temperature, penalties and top-k/top-p filtering; after a grammar's mask, when the
+    answer has one) and the top alternatives."""
     id: int
     logprob: float | None = None
     top_logprobs: list[tuple[int, float]] | None = None
@@ -103,9 +104,11 @@ class Sampler:
         if self.seen is not None and ids:
             self.seen[row, torch.tensor(ids, device=self.seen.device)] = True
 
-    def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
-                                                      torch.Tensor | None]:
-        """logits (B, V) -> next ids (B,), [logprob (B,), top ids (B, k), top logprobs (B, k)]."""
+    def __call__(self, logits: torch.Tensor, counted: list[bool] | None = None) -> tuple[
+            torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """logits (B, V) -> next ids (B,), [logprob (B,), top ids (B, k), top logprobs (B, k)].
+        counted: per row, whether its token will be used (default all); a row whose sample is
+        thrown away (it is being fed injected ids) leaves its penalty state as it was."""
         p = self.params
         logits = logits.float()
         logprob = top_ids = top_lp = None
@@ -124,11 +127,19 @@ class Sampler:
             logprob = lsm.gather(-1, next_ids[:, None])[:, 0]
             if p.logprobs:
                 top_lp, top_ids = lsm.topk(p.logprobs, dim=-1)
-        if self.seen is not None:
-            self.seen.scatter_(1, next_ids[:, None], True)
-        if self.counts is not None:
-            self.counts.scatter_add_(1, next_ids[:, None], torch.ones_like(next_ids[:, None], dtype=self.counts.dtype))
+        self._count(next_ids, counted)
         return next_ids, logprob, top_ids, top_lp
+
+    def _count(self, next_ids: torch.Tensor, counted: list[bool] | None) -> None:
+        if self.seen is None and self.counts is None:
+            return
+        rows = torch.arange(len(next_ids), device=next_ids.device)
+        if counted is not None:
+            rows = rows[torch.tensor(counted, dtype=torch.bool, device=next_ids.device)]
+        if self.seen is not None:
+            self.seen[rows, next_ids[rows]] = True
+        if self.counts is not None:
+            self.counts[rows, next_ids[rows]] += 1
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         p = self.params

@@ -12,7 +12,7 @@ says what happened. It is the one place that knows the answer protocol:
     turn = Turn(tokenizer, params, prompt, context=256, tools=default_tools())
     step = turn.start()                # a call the prompt itself ends with runs first
     while not turn.done:
-        feed the model step.inject (if any) and the last token, sample a token t
+        feed the model the last sampled token, then step.inject (if any); sample a token t
         step = turn.feed(t)            # step.events: text, thinking, tool calls, notices, done
 
 What a `Turn` owns: the mode (text / think / call), the stop ids and stop strings, the streamed
@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from picochat.chat import tool_result_ids, turn_stop_ids
+from picochat.engine.grammar import Grammar
 from picochat.engine.sampling import SamplingParams, Token
 from picochat.engine.text import StopStrings, TextStream
 from picochat.tools import ToolCall, ToolRegistry
@@ -75,6 +76,7 @@ class Turn:
         `constrain` on each step's logits."""
         self.tokenizer, self.params, self.tools, self.chat = tokenizer, params, tools, chat
         self.grammar, self.call_grammar = grammar, call_grammar
+        self._call_grammar_open = False         # self.grammar is the open call's own
         self.client_tools = client_tools
         sp = tokenizer.special_tokens
         self.special_ids = frozenset(sp.values())
@@ -146,9 +148,8 @@ class Turn:
             self._show(self.text.flush(), None, events)   # text before the call is complete
             self.mode, self.call_ids = "call", []
             if self.call_grammar is not None and self.grammar is None:
-                from picochat.engine.grammar import Grammar
-
                 self.grammar = Grammar(self.tokenizer, self.call_grammar)   # this call's JSON only
+                self._call_grammar_open = True
         elif self.chat and t == self.think_open:
             self.mode = "think"
         elif self.chat and t == self.think_close:
@@ -163,8 +164,8 @@ class Turn:
     def _in_call(self, t: int, events: list[Event]) -> list[int]:
         if t == self.call_close:
             ids, self.mode, self.call_ids = self.call_ids, "text", []
-            if self.call_grammar is not None:
-                self.grammar = None             # the call is complete; the text after it is free
+            if self._call_grammar_open:
+                self.grammar, self._call_grammar_open = None, False   # the text after the call is free
             return self._call(ids, events)
         if t in self.stop_ids:
             self._notice(events, "the model ended its turn inside a tool call; the call was not run")
@@ -226,6 +227,8 @@ class Turn:
         self.messages.append({"role": "tool", "content": call.result})
         self.messages.append({"role": "assistant", "content": ""})
         events.append(Event("tool_call", call=call))
+        if len(self.tokens) >= self.params.max_tokens:
+            return []                           # no token left to read the result with: "length" follows
         inject = tool_result_ids(self.tokenizer, call.result)
         if self.length + len(inject) >= self.context:
             self._notice(events, "the tool result does not fit the context; the answer stops here")

@@ -1,7 +1,7 @@
 """Tasks: one type per task owns its problems, renders them as conversations (SFT data), checks an
 answer (evals) and turns a checked answer into a reward (RL). See picochat.tasks.base.
 
-    identity     who the assistant is (held-out paraphrases for the check)
+    identity     who the assistant is (20 held-out paraphrases and "who are you?" for the check)
     arithmetic   when and how to call the calculator (held-out: fresh 3-5 x 3-4 digit products)
     spelling     spelling and letter counting, by spelling the word out first
     reasoning    reasoning-gym's generated problems with their own checkers (gsm_symbolic, ...)

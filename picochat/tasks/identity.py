@@ -3,8 +3,9 @@
 Training conversations answer the questions a user asks to learn who they are talking to
 (its name, its maker, whether it is a person, whether it is one of the big assistants), with
 surface variation (casing, greetings, punctuation) and sometimes a system prompt or a greeting
-first. "Who are you?" and 20 paraphrases in IDENTITY_EVAL_PROMPTS are never trained on: the
-check asks them and passes an answer that names picochat.
+first. IDENTITY_EVAL_PROMPTS holds "who are you?" (trained on: the question users ask most) and 20
+paraphrases that never are; the "eval" split asks all 21, and the check passes an answer that
+names picochat.
 """
 
 from __future__ import annotations

@@ -129,8 +129,9 @@ def save_checkpoint(folder: Path, step: int, model: torch.nn.Module, optimizer: 
                    for pid, state in opt_state["state"].items() for key, value in state.items()}
     groups = [{k: v for k, v in g.items()} for g in opt_state["param_groups"]]
     rng = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
-    if torch.cuda.is_available():   # this process's GPU only: a resume may see fewer GPUs
-        rng["cuda"] = base64.b64encode(torch.cuda.get_rng_state().cpu().numpy().tobytes()).decode()
+    device = next(model.parameters()).device
+    if device.type == "cuda":       # this process's GPU only: a resume may see fewer GPUs
+        rng["cuda"] = base64.b64encode(torch.cuda.get_rng_state(device).cpu().numpy().tobytes()).decode()
     meta = {"step": step, "train_config": asdict(cfg), "param_groups": groups, "rng": rng, **extra}
     final = folder / f"step_{step:06d}"
     with atomic_dir(final) as tmp:
@@ -167,11 +168,12 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     rng = torch.frombuffer(bytearray(base64.b64decode(meta["rng"]["torch"])), dtype=torch.uint8)
     torch.set_rng_state(rng)
+    device = next(model.parameters()).device
     cuda = meta["rng"].get("cuda")
     if isinstance(cuda, list):       # older checkpoints kept every visible GPU's state
-        cuda = cuda[0] if cuda else None
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(cuda)), dtype=torch.uint8))
+        cuda = cuda[device.index or 0] if len(cuda) > (device.index or 0) else None
+    if cuda and device.type == "cuda":
+        torch.cuda.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(cuda)), dtype=torch.uint8), device)
     return meta
 
 
@@ -283,6 +285,9 @@ class Trainer:
                     raise PicochatError(f"loss became {loss.item()} at step {self.step}; lower the "
                                         "learning rate or resume from an earlier checkpoint")
                 (loss / cfg.grad_accum).backward()
+            if "loss" in metrics or (sums and set(metrics) != set(sums) - {"loss"}):
+                raise PicochatError(f"an objective's metrics must keep one set of names other than 'loss' "
+                                    f"on every micro-batch; got {sorted(metrics)}")
             for key, value in {"loss": loss, **metrics}.items():
                 value = torch.as_tensor(value, dtype=torch.float32, device=self.device).detach()
                 sums[key] = sums.get(key, 0) + value
@@ -290,7 +295,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        names = list(sums)
+        names = sorted(sums)                    # the same order on every rank
         means = all_reduce_sum(torch.stack([sums[k] for k in names]) / cfg.grad_accum) / self.world
         return dict(zip(names, means.tolist()))
 
