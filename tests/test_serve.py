@@ -115,6 +115,63 @@ def test_function_call_streamed(client):
     assert json.loads(calls[0].function.arguments) == WEATHER_ARGS
 
 
+WEATHER_TOOLS = [{"type": "function", "function": WEATHER_TOOL}]
+TIME_TOOL = {"name": "get_time", "description": "The time in a city",
+             "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "utc": {"type": "boolean"}},
+                            "required": ["city", "utc"]}}
+
+
+def valid_call(call, tool: dict) -> dict:
+    """The call names `tool` and its arguments are JSON valid for the tool's schema."""
+    import jsonschema
+
+    assert call.type == "function" and call.function.name == tool["name"]
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, tool["parameters"])
+    return arguments
+
+
+@pytest.mark.parametrize("question", [WEATHER_Q, "Tell me a story.", "What is 123*456?"])
+def test_a_forced_function_is_called_with_valid_arguments(client, question):
+    tools = WEATHER_TOOLS + [{"type": "function", "function": TIME_TOOL}]
+    for choice in ({"type": "function", "function": {"name": "get_time"}}, "required"):
+        r = client.chat.completions.create(model="picochat", messages=[{"role": "user", "content": question}],
+                                           tools=tools, tool_choice=choice, temperature=0, max_tokens=120)
+        c = r.choices[0]
+        assert c.finish_reason == "tool_calls", c
+        assert "picochat_tools" not in c.message.model_extra       # no built-in tool ran
+        name = c.message.tool_calls[0].function.name
+        valid_call(c.message.tool_calls[0], TIME_TOOL if name == "get_time" else WEATHER_TOOL)
+        if choice != "required":
+            assert name == "get_time"
+
+
+def test_response_format_gives_json_valid_for_the_schema(client):
+    import jsonschema
+
+    # bounded strings and numbers: a model this small would otherwise write one string forever
+    schema = {"type": "object", "properties": {"title": {"type": "string", "maxLength": 24},
+                                               "year": {"type": "integer", "minimum": 0, "maximum": 9999}},
+              "required": ["title", "year"], "additionalProperties": False}
+    for q in (STORY_Q, [{"role": "user", "content": WEATHER_Q}]):
+        r = client.chat.completions.create(
+            model="picochat", messages=q, temperature=0, max_tokens=120,
+            response_format={"type": "json_schema", "json_schema": {"name": "book", "schema": schema}})
+        assert r.choices[0].finish_reason == "stop", r
+        jsonschema.validate(json.loads(r.choices[0].message.content), schema)
+        r = client.chat.completions.create(model="picochat", messages=q, temperature=0, max_tokens=200,
+                                           response_format={"type": "json_object"})
+        content = r.choices[0].message.content
+        assert r.choices[0].finish_reason == "length" or isinstance(json.loads(content), dict), content
+        assert content.startswith("{")
+
+
+def test_unsupported_options_are_named_not_dropped(server):
+    for extra in ({"logit_bias": {"5": 10}}, {"suffix": "x"}, {"frobnicate": 1}):
+        r = post(server, {"model": "m", "messages": STORY_Q, **extra})
+        assert r.status_code == 400 and next(iter(extra)) in r.json()["error"]["message"], r.text
+
+
 def test_builtin_calculator_runs_on_the_server(client):
     r = client.chat.completions.create(model="picochat", messages=[{"role": "user", "content": CALC_Q}],
                                        temperature=0)
@@ -274,3 +331,15 @@ def test_text_merges_only_while_writes_are_held_up():
 
     assert asyncio.run(read(False)) == ["one ", "two ", "three ", "four ", ""]
     assert asyncio.run(read(True)) == ["one two three four ", ""]
+
+
+def test_completions_follow_a_response_format_and_name_unsupported_options(server, client):
+    r = client.completions.create(model="picochat", prompt="The", max_tokens=80, temperature=0,
+                                  extra_body={"response_format": {"type": "json_schema", "json_schema": {
+                                      "name": "n", "schema": {"type": "object", "properties": {
+                                          "n": {"type": "integer", "minimum": 0, "maximum": 99}},
+                                          "required": ["n"], "additionalProperties": False}}}})
+    assert set(json.loads(r.choices[0].text)) == {"n"} and r.choices[0].finish_reason == "stop"
+    r = httpx.post(server.url + "/v1/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                   json={"model": "m", "prompt": "The", "suffix": "end", "logit_bias": None})
+    assert r.status_code == 400 and "suffix" in r.json()["error"]["message"]

@@ -3,7 +3,9 @@
     POST /v1/chat/completions   messages -> answer (JSON, or server-sent events with stream=true);
                                 tools / tool_choice: the client's functions come back as
                                 tool_calls; built-in tools (the calculator) run here
-    POST /v1/completions        raw text continuation
+    POST /v1/completions        raw text continuation (prompts as texts or token ids; echo with
+                                logprobs scores the prompt)
+    POST /v1/embeddings         one vector per input: the model's own mean-pooled hidden states
     GET  /v1/models             the one model this server holds
     GET  /health                liveness and load
     GET  /                      the chat page (static files in picochat/serve/static/)
@@ -18,6 +20,7 @@ and queue place taken.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import json
 import threading
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -36,8 +41,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from picochat.engine import SamplingParams
 from picochat.rundir import PicochatError
 from picochat.serve.scheduler import Busy, GenRequest, Scheduler
-from picochat.serve.schemas import (ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest,
-                                    ErrorResponse, ModelList)
+from picochat.serve.schemas import (MAX_INPUTS, ChatCompletion, ChatCompletionRequest, Completion,
+                                    CompletionRequest, EmbeddingList, EmbeddingRequest, ErrorResponse, ModelList)
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.8, 0.95     # as generation_config.json
@@ -125,10 +130,12 @@ class Guard:
 class Server:
     """What the handlers share: the tokenizer, the scheduler and the limits."""
 
-    def __init__(self, net, tokenizer, tools, config: ServeConfig):
+    def __init__(self, net, tokenizer, tools, config: ServeConfig, model=None):
         self.tokenizer, self.config = tokenizer, config
         self.context = net.config.max_seq_len
         self.vocab = net.config.vocab_size
+        self.dim = net.config.dim
+        self.whole = WholeSequences(model, tokenizer) if model is not None else None
         self.max_tokens = config.max_tokens or self.context
         self.scheduler = Scheduler(net, tokenizer, tools, max_batch=config.max_concurrency,
                                    max_queue=config.max_queue)
@@ -166,9 +173,13 @@ class Server:
                                 "tokens, and the answer needs room too: shorten the messages",
                            param="messages", code="context_length_exceeded")
 
-    def chat_prompt(self, req: ChatCompletionRequest) -> tuple[list[int], frozenset[str]]:
+    def chat_prompt(self, req: ChatCompletionRequest) -> tuple[list[int], frozenset[str], str | None, str | None]:
+        """The prompt ids, the client's function names, the grammar (Lark) the answer must follow
+        if any (a forced tool choice, or a response format), and the one its tool calls follow
+        (with tools declared, a call the model chooses to make is held to their schemas)."""
         from picochat.chat import normalize, render_prompt
 
+        reject_unsupported(req)
         messages: list[dict] = []
         for m in req.messages:
             role = "system" if m.role == "developer" else m.role
@@ -190,38 +201,238 @@ class Server:
             ids = render_prompt(self.tokenizer, normalize(messages))
         except PicochatError as e:
             raise APIError(400, str(e), param="messages") from e
-        forced = req.tool_choice
-        if forced == "required" or (forced is not None and not isinstance(forced, str)):
-            if not req.tools:
-                raise APIError(400, "tool_choice needs tools", param="tool_choice")
-            text = ""
-            if not isinstance(forced, str):
-                if forced.function.name not in client_tools:
-                    raise APIError(400, f"tool_choice names {forced.function.name!r}, which is not in tools",
-                                   param="tool_choice")
-                text = '{"name": ' + json.dumps(forced.function.name) + ', "arguments": '
-            # the prompt ends inside an open call: the answer's Turn continues it
-            ids = ids + [self.tokenizer.special_tokens["<|tool_call|>"]] + self.tokenizer.encode(text)
         self.check_prompt(ids)
-        return ids, client_tools
+        return ids, client_tools, forced_call(req) or answer_format(req.response_format), self.calls_grammar(req)
 
-    def completion_prompts(self, req: CompletionRequest) -> list[list[int]]:
-        p = req.prompt
-        if isinstance(p, str):
-            prompts = [self.tokenizer.encode(p, bos=True)]
-        elif p and all(isinstance(x, int) for x in p):
-            if not all(0 <= x < self.vocab for x in p):
-                raise APIError(400, f"token ids must be in [0, {self.vocab})", param="prompt")
-            prompts = [list(p)]
-        elif p:
-            prompts = [self.tokenizer.encode(s, bos=True) for s in p]
-        else:
-            raise APIError(400, "prompt is empty", param="prompt")
-        if len(prompts) * req.n > 16:
-            raise APIError(400, "at most 16 choices (prompts x n) per request", param="n")
-        for ids in prompts:
-            self.check_prompt(ids)
+    def calls_grammar(self, req: ChatCompletionRequest) -> str | None:
+        """The shapes a chosen call may take: the client's functions and the built-in tools (a
+        client function of a built-in's name wins, as when calls run)."""
+        from picochat.engine.grammar import call_arguments
+
+        if not req.tools or req.tool_choice == "none":
+            return None
+        functions = {t.function.name: t.function.model_dump(exclude_none=True) for t in req.tools}
+        registry = self.scheduler.tools
+        for tool in (registry.tools.values() if registry is not None else []):
+            functions.setdefault(tool.name, {"name": tool.name, "parameters": tool.parameters})
+        return call_arguments(list(functions.values()))
+
+    def grammar(self, lark: str | None):
+        """A fresh Grammar for one answer (each choice keeps its own position)."""
+        if lark is None:
+            return None
+        from picochat.engine.grammar import Grammar
+
+        try:
+            return Grammar(self.tokenizer, lark)
+        except PicochatError as e:
+            raise APIError(400, str(e), param="response_format") from e
+
+    def inputs(self, value, param: str) -> list[tuple[list[int], bool]]:
+        """A prompt or an embedding input in any of OpenAI's four forms (a text, texts, token ids,
+        lists of token ids) as token lists, each with whether it came as text (then without
+        <|bos|>; text is encoded as plain text, never as special tokens)."""
+        if isinstance(value, str) or (value and all(isinstance(x, int) for x in value)):
+            value = [value]
+        if not value:
+            raise APIError(400, f"{param} is empty", param=param)
+        if len(value) > MAX_INPUTS:
+            raise APIError(400, f"{param} has {len(value)} items; at most {MAX_INPUTS} per request", param=param)
+        out = []
+        for n, item in enumerate(value):
+            if isinstance(item, str):
+                out.append((self.tokenizer.encode(item), True))
+            elif not item:
+                raise APIError(400, f"{param} {n} is an empty list of token ids", param=param)
+            elif not all(0 <= x < self.vocab for x in item):
+                raise APIError(400, f"token ids must be in [0, {self.vocab})", param=param)
+            else:
+                out.append((list(item), False))
+        return out
+
+    def completion_prompts(self, req: CompletionRequest) -> list[Prompt]:
+        """Token ids are read as sent (a harness that scores them counts positions in them); a
+        text gets <|bos|> first, as the model saw every document in training."""
+        prompts = [Prompt([self.tokenizer.bos_id, *ids], own=1) if text else Prompt(ids)
+                   for ids, text in self.inputs(req.prompt, "prompt")]
+        if len(prompts) * req.n > MAX_CHOICES:
+            raise APIError(400, f"at most {MAX_CHOICES} choices (prompts x n) per request", param="n")
+        room = 0 if req.max_tokens == 0 else 1          # an answer needs at least one free position
+        for p in prompts:
+            if len(p.ids) + room > self.context:
+                raise APIError(400, f"a prompt is {len(p.ids)} tokens; this model's context is {self.context} "
+                                    "tokens" + (", and the answer needs room too" if room else ""),
+                               param="prompt", code="context_length_exceeded")
         return prompts
+
+    async def echo(self, prompt: Prompt, req: CompletionRequest) -> Echo:
+        """The prompt as `echo` returns it, with each token's logprobs when they are asked for."""
+        if not req.echo:
+            return Echo("", [])
+        text = self.tokenizer.decode(prompt.ids[prompt.own:])
+        if req.logprobs is None:
+            return Echo(text, [])
+        entries = await asyncio.to_thread(self.whole_sequences().prompt_logprobs, prompt.ids, req.logprobs)
+        return Echo(text, entries[prompt.own:])
+
+    def embedding_inputs(self, req: EmbeddingRequest) -> list[list[int]]:
+        """Each input as the model reads it: <|bos|> first (also before token ids that lack it,
+        so a text and its ids embed alike), at least one token after it, within the context."""
+        if req.dimensions is not None and req.dimensions != self.dim:
+            raise APIError(400, f"dimensions must be {self.dim}, this model's hidden size: its vectors "
+                                "are not trained to keep their meaning when shortened", param="dimensions")
+        bos, seqs = self.tokenizer.bos_id, []
+        for n, (ids, _) in enumerate(self.inputs(req.input, "input")):
+            ids = ids if ids[:1] == [bos] else [bos, *ids]
+            if len(ids) < 2:
+                raise APIError(400, f"input {n} is empty: there is nothing to embed", param="input")
+            if len(ids) > self.context:
+                raise APIError(400, f"input {n} is {len(ids)} tokens; this model's context is {self.context}",
+                               param="input", code="context_length_exceeded")
+            seqs.append(ids)
+        return seqs
+
+    def whole_sequences(self) -> WholeSequences:
+        if self.whole is None:
+            raise APIError(501, "this server was started without the full model that embeddings and "
+                                "prompt logprobs need", type="server_error")
+        return self.whole
+
+
+MAX_CHOICES = 16                # completion choices (prompts x n) per request
+EMBED_BATCH_TOKENS = 16_384     # padded tokens per embedding forward: bounds what one request holds
+
+
+@dataclass
+class Prompt:
+    """A completion prompt: the ids the model reads and where the client's own part starts (the
+    <|bos|> the server puts before a text is not echoed)."""
+    ids: list[int]
+    own: int = 0
+
+
+@dataclass
+class Echo:
+    text: str
+    logprobs: list[dict]        # one entry per echoed token (empty when logprobs are not asked)
+
+
+def logprob_entry(tokenizer, token: int, logprob: float | None, alternatives: list[tuple[int, float]]) -> dict:
+    """A token's logprobs entry, in the scheduler's shape (see GenRequest)."""
+    def one(t: int, lp: float | None) -> dict:
+        return {"token": tokenizer.decode([t]), "logprob": lp, "bytes": list(tokenizer.token_bytes(t))}
+
+    return {**one(token, logprob), "top_logprobs": [one(t, lp) for t, lp in alternatives]}
+
+
+class WholeSequences:
+    """Whole sequences through the plain `Llama` of the served weights, which gives every
+    position's output (the decoding FastLlama gives the last position's logits only): embeddings
+    pool its hidden states, echoed prompts are scored with its logits. Calls run one at a time,
+    beside the scheduler's thread, so concurrent requests queue here instead of adding memory."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+        self.device = next(model.parameters()).device
+        self.lock = threading.Lock()
+
+    def embed(self, seqs: list[list[int]]) -> torch.Tensor:
+        """(N, D) unit vectors: each sequence's mean final-norm hidden state over its tokens after
+        <|bos|> (whose state is the same for every input and would pull all vectors together)."""
+        out: list[torch.Tensor | None] = [None] * len(seqs)
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))    # alike lengths pad little
+        with self.lock, torch.inference_mode():
+            for batch in padded_batches(order, seqs, EMBED_BATCH_TOKENS):
+                states = self.states([seqs[i] for i in batch])
+                for row, i in enumerate(batch):
+                    out[i] = F.normalize(states[row, 1:len(seqs[i])].mean(0), dim=0)
+        return torch.stack(out).cpu()
+
+    def states(self, seqs: list[list[int]]) -> torch.Tensor:
+        """(B, T, D) final-norm hidden states, fp32. Padding goes on the right, where causal
+        attention keeps it out of every real token's state: a batch gives what each alone would."""
+        ids = torch.full((len(seqs), max(map(len, seqs))), self.tokenizer.pad_id, dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, :len(s)] = torch.tensor(s)
+        return self.model(ids.to(self.device), head=False).float()
+
+    def prompt_logprobs(self, ids: list[int], top: int) -> list[dict]:
+        """Each token's logprobs entry given the tokens before it, with the `top` likeliest
+        alternatives; the first token has nothing before it (logprob None)."""
+        with self.lock, torch.inference_mode():
+            logp = self.model(torch.tensor([ids], device=self.device))[0, :-1].float().log_softmax(-1)
+        nxt = torch.tensor(ids[1:], device=logp.device)
+        chosen = logp.gather(1, nxt[:, None])[:, 0].tolist()
+        best = logp.topk(min(top, logp.shape[-1]), dim=-1) if top else None
+        entries = [logprob_entry(self.tokenizer, ids[0], None, [])]
+        for i, t in enumerate(ids[1:]):
+            alternatives = list(zip(best.indices[i].tolist(), best.values[i].tolist())) if best else []
+            entries.append(logprob_entry(self.tokenizer, t, chosen[i], alternatives))
+        return entries
+
+
+def padded_batches(order: list[int], seqs: list[list[int]], budget: int):
+    """Indices in `order` (by increasing length) grouped so rows x longest stays within budget."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) + 1) * len(seqs[i]) > budget:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def encoded(vector: torch.Tensor, encoding_format: str):
+    """A vector as OpenAI sends it: floats, or base64 of its little-endian float32 bytes."""
+    if encoding_format == "base64":
+        return base64.b64encode(vector.numpy().astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()
+
+
+# OpenAI parameters picochat accepts in their default form only
+DEFAULT_ONLY = {"suffix": None, "logit_bias": None, "audio": None, "modalities": None, "prediction": None}
+
+
+def reject_unsupported(req) -> None:
+    """A request option the server does not serve is a 400 naming it, never silently dropped."""
+    unknown = sorted(k for k, v in (req.model_extra or {}).items() if v is not None)   # null: not asked for
+    unknown += [k for k, default in DEFAULT_ONLY.items() if k in type(req).model_fields and getattr(req, k) != default]
+    if unknown:
+        raise APIError(400, f"unsupported parameter{'s' * (len(unknown) > 1)}: {', '.join(unknown)}",
+                       param=unknown[0], code="unsupported_parameter")
+
+
+def forced_call(req: ChatCompletionRequest) -> str | None:
+    """tool_choice "required" or a named function: the answer is a call of a declared function
+    with arguments valid for its schema (grammar-constrained)."""
+    from picochat.engine.grammar import function_call
+
+    forced = req.tool_choice
+    if forced in (None, "none", "auto"):
+        return None
+    if not req.tools:
+        raise APIError(400, "tool_choice needs tools", param="tool_choice")
+    functions = [t.function.model_dump(exclude_none=True) for t in req.tools]
+    if not isinstance(forced, str):
+        functions = [f for f in functions if f["name"] == forced.function.name]
+        if not functions:
+            raise APIError(400, f"tool_choice names {forced.function.name!r}, which is not in tools",
+                           param="tool_choice")
+    return function_call(functions)
+
+
+def answer_format(fmt) -> str | None:
+    """response_format as a grammar: json_object, json_schema, or None for free text."""
+    from picochat.engine.grammar import json_answer
+
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return json_answer({"type": "object"})
+    if fmt.json_schema is None or not fmt.json_schema.schema_:
+        raise APIError(400, "response_format json_schema needs json_schema.schema", param="response_format")
+    return json_answer(fmt.json_schema.schema_)
 
 
 def tools_note(functions: list[dict]) -> str:
@@ -399,12 +610,12 @@ def create_app(server: Server) -> FastAPI:
         200: {"model": ChatCompletion, "description": "the answer (text/event-stream chunks when stream=true)"},
         **ERRORS})
     async def chat_completions(body: ChatCompletionRequest, request: Request):
-        ids, client_tools = server.chat_prompt(body)
+        ids, client_tools, lark, call_lark = server.chat_prompt(body)
         top = body.top_logprobs or 0 if body.logprobs else None
         stream = Stream(server)
         for i in range(body.n):
             stream.add(i, prompt=ids, params=server.sampling(body, len(ids), top, i), chat=True,
-                       client_tools=client_tools)
+                       client_tools=client_tools, grammar=server.grammar(lark), call_grammar=call_lark)
         stream.submit()
         cid, created, model_name = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), cfg.model_name
         if body.stream:
@@ -416,20 +627,39 @@ def create_app(server: Server) -> FastAPI:
         200: {"model": Completion, "description": "the continuation (text/event-stream when stream=true)"},
         **ERRORS})
     async def completions(body: CompletionRequest, request: Request):
+        reject_unsupported(body)
         prompts = server.completion_prompts(body)
+        lark = answer_format(body.response_format)
         stream = Stream(server)
-        for p, ids in enumerate(prompts):
+        for p, prompt in enumerate(prompts):
             for i in range(body.n):
-                stream.add(p * body.n + i, prompt=ids, params=server.sampling(body, len(ids), body.logprobs, i),
-                           chat=False)
-        stream.submit()
+                # checked even when nothing is generated, so a bad request is a 400 either way
+                params = server.sampling(body, len(prompt.ids), body.logprobs, i)
+                if body.max_tokens != 0:    # max_tokens=0: no answer, only the prompt (echo)
+                    stream.add(p * body.n + i, prompt=prompt.ids, params=params, chat=False,
+                               grammar=server.grammar(lark))
+        echoes = [await server.echo(prompt, body) for prompt in prompts]
+        echoes = [e for e in echoes for _ in range(body.n)]                 # prompt-major, then n
+        if stream.reqs:
+            stream.submit()
         cid, created, model_name = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), cfg.model_name
-        echo = [server.tokenizer.decode(ids[1:] if ids and ids[0] == server.tokenizer.bos_id else ids)
-                if body.echo else "" for ids in prompts for _ in range(body.n)]
+        head = {"id": cid, "object": "text_completion", "created": created, "model": model_name}
+        prompt_tokens = sum(len(p.ids) for p in prompts)
         if body.stream:
-            return StreamingResponse(written(completion_chunks(stream, body, cid, created, model_name, echo), stream),
+            return StreamingResponse(written(completion_chunks(stream, body, head, echoes), stream),
                                      headers=SSE_HEADERS, media_type="text/event-stream")
-        return await completion_whole(stream, request, cid, created, model_name, echo)
+        return await completion_whole(stream, body, request, head, echoes, prompt_tokens)
+
+    @app.post("/v1/embeddings", response_model=None, responses={
+        200: {"model": EmbeddingList, "description": "one vector per input, in order"}, **ERRORS})
+    async def embeddings(body: EmbeddingRequest):
+        seqs = server.embedding_inputs(body)
+        vectors = await asyncio.to_thread(server.whole_sequences().embed, seqs)
+        tokens = sum(len(s) for s in seqs)
+        return {"object": "list", "model": cfg.model_name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                "data": [{"object": "embedding", "index": i, "embedding": encoded(v, body.encoding_format)}
+                         for i, v in enumerate(vectors)]}
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -530,15 +760,18 @@ async def chat_chunks(stream: Stream, body, cid, created, model_name):
 
 
 def completion_logprobs(entries: list[dict]) -> dict:
+    """OpenAI's completion logprobs; a prompt's first token has none (null, as OpenAI sends it)."""
     return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
-            "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+            "top_logprobs": [None if e["logprob"] is None
+                             else {t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
             "text_offset": []}
 
 
-async def completion_whole(stream: Stream, request, cid, created, model_name, echo):
-    n = len(stream.reqs)
-    texts, finish, lps = [[e] for e in echo], [None] * n, [[] for _ in range(n)]
-    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+async def completion_whole(stream: Stream, body, request, head: dict, echoes: list[Echo], prompt_tokens: int):
+    n = len(echoes)
+    texts, lps = [[e.text] for e in echoes], [list(e.logprobs) for e in echoes]
+    finish = [None if stream.reqs else "length"] * n        # no rows: max_tokens=0 reached at once
+    completion_tokens = 0
     try:
         async for i, ev in stream.events(request):
             if ev["type"] == "text":
@@ -546,31 +779,34 @@ async def completion_whole(stream: Stream, request, cid, created, model_name, ec
                 lps[i] += ev["logprobs"]
             elif ev["type"] == "done":
                 finish[i] = ev["finish_reason"]
-                usage["prompt_tokens"] += ev["prompt_tokens"]
-                usage["completion_tokens"] += ev["completion_tokens"]
+                completion_tokens += ev["completion_tokens"]
             elif ev["type"] == "error":
                 raise APIError(500, f"generation failed: {ev['message']}", type="server_error")
     finally:
         stream.cancel()
-    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-    return {"id": cid, "object": "text_completion", "created": created, "model": model_name, "usage": usage,
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+             "total_tokens": prompt_tokens + completion_tokens}     # each prompt once, whatever n
+    return {**head, "usage": usage,
             "choices": [{"index": i, "text": "".join(texts[i]), "finish_reason": finish[i],
-                         "logprobs": completion_logprobs(lps[i]) if lps[i] else None} for i in range(n)]}
+                         "logprobs": completion_logprobs(lps[i]) if body.logprobs is not None else None}
+                        for i in range(n)]}
 
 
-async def completion_chunks(stream: Stream, body, cid, created, model_name, echo):
+async def completion_chunks(stream: Stream, body, head: dict, echoes: list[Echo]):
+    def chunk(i, text, finish=None, entries=None):
+        return sse({**head, "choices": [{"index": i, "text": text, "finish_reason": finish,
+                                         "logprobs": completion_logprobs(entries) if entries else None}]})
+
     try:
-        for i, e in enumerate(echo):
-            if e:
-                yield sse({"id": cid, "object": "text_completion", "created": created, "model": model_name,
-                           "choices": [{"index": i, "text": e, "finish_reason": None, "logprobs": None}]})
+        for i, e in enumerate(echoes):
+            if e.text or e.logprobs:
+                yield chunk(i, e.text, entries=e.logprobs)
+        if not stream.reqs:                 # max_tokens=0: nothing follows the prompt
+            for i in range(len(echoes)):
+                yield chunk(i, "", "length")
         async for i, ev in stream.events():
             if ev["type"] in ("text", "done"):
-                yield sse({"id": cid, "object": "text_completion", "created": created, "model": model_name,
-                           "choices": [{"index": i, "text": ev.get("text", ""),
-                                        "finish_reason": ev.get("finish_reason"),
-                                        "logprobs": completion_logprobs(ev["logprobs"])
-                                        if ev.get("logprobs") else None}]})
+                yield chunk(i, ev.get("text", ""), ev.get("finish_reason"), ev.get("logprobs"))
             elif ev["type"] == "error":
                 yield sse(error_payload(ev))
         yield "data: [DONE]\n\n"
@@ -583,10 +819,14 @@ def build_server(folder: Path, config: ServeConfig, dtype: str = "auto", device:
     """Load a model directory the engine's way (`load_engine`: weights, tokenizer, decode-oriented
     FastLlama in fp32 / bf16 / int8, built-in tools) and put a scheduler in front of it."""
     from picochat.engine import load_engine
+    from picochat.model import load_pretrained
     from picochat.tools import default_tools
 
     engine = load_engine(folder, dtype=dtype, tools=default_tools(), device=device)
-    return Server(engine.net, engine.tokenizer, engine.tools, config)
+    # embeddings and echoed prompts' logprobs need every position's output, which FastLlama does
+    # not give: a plain Llama of the same weights (fp32) serves them
+    model = load_pretrained(folder, device=engine.net.device).eval()
+    return Server(engine.net, engine.tokenizer, engine.tools, config, model=model)
 
 
 def serve(run, stage: str = "sft", host: str = "127.0.0.1", port: int = 8000, dtype: str = "auto",

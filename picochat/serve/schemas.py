@@ -1,14 +1,16 @@
 """OpenAI request and response shapes (the subset picochat serves), as pydantic models.
 
-Requests ignore unknown fields (clients send many) but check the types and ranges of the ones
-used, so a wrong type is a 422 with a message naming the field, never a server error.
+Requests check the types and ranges of the fields picochat serves, so a wrong type is a 422 with
+a message naming the field, never a server error; a top-level field it does not serve is kept
+(`model_extra`) and answered with a 400 naming it, never silently dropped. Nested objects
+(messages, tools) ignore fields they do not use.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_STRING = 1_000_000          # characters in one message / prompt (the body limit comes first)
 
@@ -73,7 +75,27 @@ class StreamOptions(_In):
     include_usage: bool = False
 
 
-class _Sampling(_In):
+class JsonSchemaFormat(_In):
+    name: str = Field(default="answer", max_length=64)
+    description: Optional[str] = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: Optional[bool] = None
+
+
+class ResponseFormat(_In):
+    """Structured outputs: "text" (free), "json_object" (any JSON object), "json_schema" (JSON
+    valid for the schema), enforced by grammar-constrained decoding."""
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: Optional[JsonSchemaFormat] = None
+
+
+class _Request(BaseModel):
+    """A request's top level: fields picochat does not know are kept (not dropped), so the
+    handler can answer 400 naming them."""
+    model_config = ConfigDict(extra="allow")
+
+
+class _Sampling(_Request):
     model: Optional[str] = Field(default=None, max_length=256)
     temperature: Optional[float] = Field(default=None, ge=0, le=2, description="below 1e-3: greedy")
     top_p: Optional[float] = Field(default=None, gt=0, le=1)
@@ -99,14 +121,48 @@ class ChatCompletionRequest(_Sampling):
     tools: Optional[list[ToolDef]] = Field(default=None, max_length=128)
     tool_choice: Union[Literal["none", "auto", "required"], ToolChoiceNamed, None] = None
     parallel_tool_calls: Optional[bool] = None
+    response_format: Optional[ResponseFormat] = None
+
+
+# The four forms OpenAI takes for a completion prompt or an embedding input: a text, texts, token
+# ids, or lists of token ids (what evaluation harnesses send). Token ranges are the model's, so the
+# handler checks them.
+def _is_id(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _one_of_the_forms(value):
+    """One plain message for a value of none of the forms (the union alone lists each form's complaint)."""
+    if isinstance(value, str) or isinstance(value, list) and (
+            all(isinstance(x, str) for x in value) or all(_is_id(x) for x in value)
+            or all(isinstance(x, list) and all(_is_id(t) for t in x) for x in value)):
+        return value
+    raise ValueError("must be a text, a list of texts, a list of token ids, or a list of token-id lists")
+
+
+Text = Annotated[str, Field(max_length=MAX_STRING)]
+Inputs = Annotated[Union[Text, list[Text], list[int], list[list[int]]], BeforeValidator(_one_of_the_forms)]
+MAX_INPUTS = 2048       # texts or token lists in one request (OpenAI's limit for embeddings)
 
 
 class CompletionRequest(_Sampling):
-    prompt: Union[str, list[str], list[int]] = Field(description="text, texts (one choice each), or token ids")
-    max_tokens: Optional[int] = Field(default=16, ge=1)
+    prompt: Inputs = Field(description="a text, texts, token ids, or lists of token ids; each prompt "
+                                       "gets n choices, indexed prompt-major")
+    max_tokens: Optional[int] = Field(default=16, ge=0,
+                                      description="0: nothing new (with echo and logprobs: the prompt's scores)")
     logprobs: Optional[int] = Field(default=None, ge=0, le=20)
     echo: bool = False
     suffix: Optional[str] = None
+    response_format: Optional[ResponseFormat] = None
+
+
+class EmbeddingRequest(_In):
+    input: Inputs = Field(description="a text, texts, token ids, or lists of token ids; one vector each")
+    model: Optional[str] = Field(default=None, max_length=256)
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float", description="base64: the little-endian float32 bytes of each vector")
+    dimensions: Optional[int] = Field(default=None, ge=1, description="only the model's own size is served")
+    user: Optional[str] = None
 
 
 # --- responses (for the schema; the handlers build plain dicts) -----------------------------------
@@ -161,6 +217,24 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Union[list[float], str]
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingUsage
 
 
 class ModelCard(BaseModel):
