@@ -148,3 +148,15 @@ class LiveServer:
                 self.proc.kill()
 
 
+
+
+def serving(run: Path, *args: str):
+    """A LiveServer for a test module (a fixture yields from it): stopped at the end, and its log
+    must then hold no traceback."""
+    server = LiveServer(run, *args)
+    try:
+        yield server
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "Traceback" not in log, log[-3000:]

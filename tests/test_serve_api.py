@@ -22,7 +22,7 @@ pytest.importorskip("uvicorn")
 
 import torch  # noqa: E402
 
-from serve_model import LiveServer, make_chat_run  # noqa: E402
+from serve_model import make_chat_run, serving  # noqa: E402
 
 from picochat.model import load_pretrained  # noqa: E402
 from picochat.tokenizer import Tokenizer  # noqa: E402
@@ -38,11 +38,7 @@ def chat_run(prepared_run, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(chat_run):
-    s = LiveServer(chat_run, "--max-concurrency", "4")
-    yield s
-    s.stop()
-    log = s.log.read_text()
-    assert "Traceback" not in log, log[-3000:]
+    yield from serving(chat_run, "--max-concurrency", "4")
 
 
 @pytest.fixture(scope="module")
