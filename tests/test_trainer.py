@@ -67,7 +67,7 @@ def test_checkpoints_keep_the_last_k(fresh_run):
 
 def torchrun_available() -> bool:
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--help"],
-                          capture_output=True).returncode == 0
+                          capture_output=True, check=False).returncode == 0
 
 
 @pytest.mark.skipif(not torchrun_available(), reason="torch.distributed.run unavailable")
@@ -86,7 +86,7 @@ def test_torchrun_two_processes_with_accumulation_match_one_with_the_same_global
     # 2 processes x 2 micro-batches of 1: gradient accumulation under DDP (no_sync on the first)
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node=2", "-m", "picochat.cli", "--", "pretrain", "--run", str(ddp),
-                          *common, "--set", "batch_size=1", "--set", "grad_accum=2"], env=env,
+                          *common, "--set", "batch_size=1", "--set", "grad_accum=2"], check=False, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 process(es)" in out.stdout
