@@ -21,7 +21,7 @@ from picochat.export import run as run_py
 from picochat.export.importer import import_model
 from picochat.model import Llama, ModelConfig, load_pretrained, save_pretrained
 from picochat.rundir import PicochatError, RunDir
-from picochat.tokenizer import CHAT_TEMPLATE, Tokenizer
+from picochat.tokenizer import CHAT_TEMPLATE, GPT4_PATTERN, SPLIT_PATTERN, Tokenizer
 
 gguf = pytest.importorskip("gguf", reason="the gguf package is needed: pip install 'picochat[export]'")
 
@@ -123,6 +123,19 @@ def test_run_py_greedy_completion_equals_picochat(tiny_run, twofiles):
     assert result.stdout == PROMPT + tok.decode(expected) + "\n"
 
 
+def test_run_py_splits_numbers_as_each_pre_tokenizer_says():
+    regex = pytest.importorskip("regex")
+    rng = np.random.default_rng(1)
+    alphabet = list("ab Z'sStT\n\t 0123456789.,-é日") + ["'ll", " the", "٣"]
+    fuzz = ["".join(rng.choice(alphabet, size=int(rng.integers(1, 30)))) for _ in range(300)]
+    for name, pattern in (("qwen2", SPLIT_PATTERN), ("llama-bpe", GPT4_PATTERN)):
+        digits = run_py.SPLITS[name][0]
+        for text in TEXTS + fuzz:
+            assert run_py.split(text, digits) == regex.findall(pattern, text), (name, text)
+    assert run_py.split("8737*733", 1) == ["8", "7", "3", "7", "*", "7", "3", "3"]
+    assert run_py.split("8737*733", 3) == ["873", "7", "*", "733"]
+
+
 def test_run_py_tokens_and_logits_equal_picochat(tiny_run, twofiles):
     meta, tensors = run_py.read_gguf(twofiles / "model.gguf")
     ours, rt = run_py.Llama(meta, tensors), run_py.Tokenizer(meta)
@@ -222,7 +235,7 @@ def test_gguf_metadata_tensors_and_types(tiny_run, tmp_path):
     assert {k: value(k) for k in expected} == expected
     assert value("llama.attention.layer_norm_rms_epsilon") == pytest.approx(1e-5)
     tok = Tokenizer.load(tiny_run / "sft")
-    assert value("tokenizer.ggml.model") == "gpt2" and value("tokenizer.ggml.pre") == "llama-bpe"
+    assert value("tokenizer.ggml.model") == "gpt2" and value("tokenizer.ggml.pre") == "qwen2"
     tokens, types = value("tokenizer.ggml.tokens"), value("tokenizer.ggml.token_type")
     for text, i in tok.special_tokens.items():
         assert tokens[i] == text and types[i] == gguf.TokenType.CONTROL

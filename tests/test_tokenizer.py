@@ -35,6 +35,14 @@ def test_huggingface_tokenizer_json_encodes_identically(tok, prepared_run):
         assert hf.decode(tok.encode(text)) == text
 
 
+def test_numbers_are_split_into_single_digits(tok):
+    # the operands of "8737 * 733" and of its calculator call are the same digit tokens
+    for text in ["8737", "What is 8737 * 733?", "1234567890", "in 2026, 3.14159"]:
+        digit_pieces = [tok.decode([i]) for i in tok.encode(text) if tok.decode([i]).strip().isdigit()]
+        assert all(len(p) == 1 for p in digit_pieces), digit_pieces
+        assert "".join(digit_pieces) == "".join(c for c in text if c.isdigit())
+
+
 def test_round_trip_and_user_text_cannot_forge_special_tokens(tok):
     for text in TEXTS:
         assert tok.decode(tok.encode(text)) == text

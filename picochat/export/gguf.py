@@ -13,11 +13,12 @@ Two conversions happen on the way:
   layout. Permuting the rows of W_q and W_k within each head maps one onto the other; q.k is
   unchanged because both sides move together (`permute_qk`, undone by `unpermute_qk`).
 - Pre-tokenizer. GGUF names the split regex rather than storing it. picochat splits with the
-  GPT-4 (cl100k) pattern; llama.cpp's "llama-bpe" pre-tokenizer is that same pattern (Llama 3
-  uses cl100k's regex), with `(?i:'s|...)` spelled as explicit case classes. "llama-bpe" also
-  turns on `ignore_merges` (a piece that is itself a token is taken whole), which is tiktoken's
-  rule and what picochat's tokenizer.json says. ("gpt-4o" is a different, case-splitting
-  pattern; "dbrx" is the same regex without ignore_merges.)
+  GPT-4 (cl100k) pattern with single digits, which llama.cpp calls "qwen2" (Qwen2 uses that
+  regex), with `(?i:'s|...)` spelled as explicit case classes; tokenizers of older runs, with
+  cl100k's digit triples, are "llama-bpe" (Llama 3's regex). "llama-bpe" also turns on
+  `ignore_merges` (a piece that is itself a token is taken whole), tiktoken's rule; "qwen2"
+  merges such a piece pair by pair, which reaches the same token for merges learned on the
+  same split, as picochat's are. ("gpt-4o" is a different, case-splitting pattern.)
 
 Tensor types: f32; f16 and bf16 for matrices; q8_0 (blocks of 32 int8 + one f16 scale, through
 `gguf.quants.quantize`) for matrices whose rows divide into blocks (others fall back to f16).
@@ -35,7 +36,6 @@ import torch
 from picochat.rundir import PicochatError
 
 DTYPES = ("f32", "f16", "bf16", "q8_0")
-PRE_TOKENIZER = "llama-bpe"
 # llama.cpp tensor name for each Hugging Face Llama parameter ({i}: layer index)
 TENSOR_NAMES = {
     "model.embed_tokens.weight": "token_embd.weight",
@@ -124,12 +124,12 @@ def tokenizer_fields(tokenizer, vocab_size: int) -> tuple[list[str], list[int], 
     """(tokens, token types, merges) in GGUF's "gpt2" form. Ids past the tokenizer's own (a model
     vocabulary padded for speed) become unused placeholder tokens."""
     gguf = require_gguf()
-    from picochat.tokenizer import SPLIT_PATTERN, merges_for, token_to_str
+    from picochat.tokenizer import PRE_TOKENIZERS, merges_for, token_to_str
 
     T = gguf.TokenType
-    if tokenizer.pattern != SPLIT_PATTERN:
-        raise PicochatError("the tokenizer's split pattern is not picochat's GPT-4 pattern, so no "
-                            "llama.cpp pre-tokenizer name describes it; GGUF export needs that pattern")
+    if tokenizer.pattern not in PRE_TOKENIZERS:
+        raise PicochatError("the tokenizer's split pattern is not one of picochat's, so no "
+                            "llama.cpp pre-tokenizer name describes it; GGUF export needs one")
     if tokenizer.vocab_size > vocab_size:
         raise PicochatError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                             f"{vocab_size}; this model and tokenizer do not belong together")
@@ -150,7 +150,7 @@ def write_gguf(model, tokenizer, path: Path, dtype: str = "f32", name: str = "pi
     if dtype not in DTYPES:
         raise PicochatError(f"GGUF dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     gguf = require_gguf()
-    from picochat.tokenizer import BOS, CHAT_TEMPLATE, END, PAD
+    from picochat.tokenizer import BOS, CHAT_TEMPLATE, END, PAD, PRE_TOKENIZERS
 
     c = model.config
     path = Path(path)
@@ -177,7 +177,7 @@ def write_gguf(model, tokenizer, path: Path, dtype: str = "f32", name: str = "pi
 
         tokens, types, merges = tokenizer_fields(tokenizer, c.vocab_size)
         w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre(PRE_TOKENIZER)
+        w.add_tokenizer_pre(PRE_TOKENIZERS[tokenizer.pattern])
         w.add_token_list(tokens)
         w.add_token_types(types)
         w.add_token_merges(merges)

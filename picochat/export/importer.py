@@ -14,7 +14,8 @@ layout into Hugging Face's rotate-half layout.
 Tokenizer: picochat runs on its own tokenizer kind, and an import is only useful if the model
 keeps the tokenizer it was trained with. So an import requires, and checks:
 - byte-level BPE (all 256 bytes are tokens; tokenizer.json's BPE model, or GGUF's "gpt2"),
-- the GPT-4 / Llama 3 split pattern (tokenizer.json's Split regex, or GGUF pre "llama-bpe"),
+- one of picochat's split patterns (tokenizer.json's Split regex, or GGUF pre "qwen2": GPT-4's
+  with single digits; "llama-bpe": GPT-4's own, as older picochat runs have),
 - merges ordered like the token ids (picochat encodes with tiktoken, which merges by the rank
   of the merged token; that equals BPE's merge order only when the two orders agree),
 - picochat's special tokens (<|bos|>, <|end|>, the role and tool markers): the chat template,
@@ -38,7 +39,13 @@ import torch
 
 from picochat.rundir import STAGES, PicochatError, RunDir
 
-GGUF_PRE_TOKENIZERS = ("llama-bpe", "llama3", "llama-v3")   # cl100k's split, ignore_merges on
+# llama.cpp's pre-tokenizer names -> the split pattern they stand for ("llama3" and "llama-v3" are
+# older names of "llama-bpe")
+def gguf_pre_tokenizers() -> dict[str, str]:
+    from picochat.tokenizer import PRE_TOKENIZERS
+
+    names = {name: pattern for pattern, name in PRE_TOKENIZERS.items()}
+    return {**names, "llama3": names["llama-bpe"], "llama-v3": names["llama-bpe"]}
 
 
 def import_model(path: str | Path, run: RunDir | str | Path, stage: str = "base") -> Path:
@@ -92,15 +99,16 @@ def check_merge_order(merges: list[tuple[str, str]], vocab: dict[str, int], wher
 
 
 def check_tokenizer(tokenizer, vocab_size: int, where: str) -> None:
-    from picochat.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN
+    from picochat.tokenizer import PRE_TOKENIZERS, SPECIAL_TOKENS
 
     missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.special_tokens]
     if missing:
         raise PicochatError(f"{where}: the tokenizer lacks picochat's special tokens "
                             f"({', '.join(missing[:4])}{'...' if len(missing) > 4 else ''}); picochat's chat "
                             "template, SFT and engine need them, so only models with a picochat tokenizer import")
-    if tokenizer.pattern != SPLIT_PATTERN:
-        raise PicochatError(f"{where}: the tokenizer's split pattern is not the GPT-4 one picochat uses")
+    if tokenizer.pattern not in PRE_TOKENIZERS:
+        raise PicochatError(f"{where}: the tokenizer's split pattern is not one picochat uses (GPT-4's, "
+                            "with single or grouped digits)")
     if any(bytes([b]) not in tokenizer.ranks for b in range(256)):
         raise PicochatError(f"{where}: not a byte-level BPE tokenizer (some single bytes are not tokens)")
     ids = list(tokenizer.ranks.values()) + list(tokenizer.special_tokens.values())
@@ -191,14 +199,15 @@ def gguf_config(reader, path: Path):
 
 def gguf_tokenizer(reader, vocab_size: int, path: Path):
     from picochat.export.gguf import require_gguf
-    from picochat.tokenizer import SPLIT_PATTERN, Tokenizer, str_to_token
+    from picochat.tokenizer import Tokenizer, str_to_token
 
     kind, pre = field(reader, "tokenizer.ggml.model"), field(reader, "tokenizer.ggml.pre", "default")
     if kind != "gpt2":
         raise PicochatError(f"{path}: tokenizer kind {kind!r}; picochat imports byte-level BPE ('gpt2') only")
-    if pre not in GGUF_PRE_TOKENIZERS:
-        raise PicochatError(f"{path}: pre-tokenizer {pre!r} is not the GPT-4 split picochat uses "
-                            f"({', '.join(GGUF_PRE_TOKENIZERS)})")
+    patterns = gguf_pre_tokenizers()
+    if pre not in patterns:
+        raise PicochatError(f"{path}: pre-tokenizer {pre!r} is not a split picochat uses "
+                            f"({', '.join(patterns)})")
     tokens = field(reader, "tokenizer.ggml.tokens")
     types = field(reader, "tokenizer.ggml.token_type") or [1] * len(tokens)
     T = require_gguf().TokenType
@@ -216,7 +225,7 @@ def gguf_tokenizer(reader, vocab_size: int, path: Path):
                                 "normal, control and unused tokens only")
     merges = [tuple(m.split(" ", 1)) for m in field(reader, "tokenizer.ggml.merges") or []]
     check_merge_order(merges, {t: i for i, t in enumerate(tokens)}, str(path))
-    tokenizer = Tokenizer(ranks, SPLIT_PATTERN, special)
+    tokenizer = Tokenizer(ranks, patterns[pre], special)
     check_tokenizer(tokenizer, vocab_size, str(path))
     return tokenizer
 

@@ -19,7 +19,7 @@ to bottom:
 
 It was written for models exported by picochat (`picochat export --format twofiles`), and runs
 any GGUF with the same architecture and tokenizer kind (llama; "gpt2" byte-level BPE with the
-GPT-4/Llama 3 split pattern).
+GPT-4 split pattern, with single digits as Qwen2's or grouped in threes as Llama 3's).
 """
 
 import argparse
@@ -144,10 +144,10 @@ def read_gguf(path):
 # ----------------------------------------------------------------------------------------------
 # 2. Tokenizer: byte-level BPE
 #
-# Text is first split into pieces by the GPT-4 (cl100k) pattern, the one picochat trains with
-# and llama.cpp calls "llama-bpe":
+# Text is first split into pieces by the GPT-4 (cl100k) pattern, which llama.cpp calls
+# "llama-bpe", or by the same with single digits, "qwen2" (what picochat trains with):
 #
-#   (?i:'s|'t|'re|'ve|'m|'ll|'d) | [^\r\n\p{L}\p{N}]?\p{L}+ | \p{N}{1,3} |
+#   (?i:'s|'t|'re|'ve|'m|'ll|'d) | [^\r\n\p{L}\p{N}]?\p{L}+ | \p{N}{1,3} |      (qwen2: \p{N})
 #    ?[^\s\p{L}\p{N}]+[\r\n]* | \s*[\r\n]+ | \s+(?!\S) | \s+
 #
 # Python's `re` has no \p{L}, so `split` below is that regex written as a scanner. It is exact
@@ -183,8 +183,9 @@ CONTRACTIONS = ("s", "t", "re", "ve", "m", "ll", "d")      # in the regex's orde
 FOLDS = {"s": "sSſ", "t": "tT", "r": "rR", "e": "eE", "v": "vV", "m": "mM", "l": "lL", "d": "dD"}
 
 
-def match_end(text, cls, i):
-    """End of the piece that starts at text[i]: the regex's alternatives, tried in order."""
+def match_end(text, cls, i, digits):
+    """End of the piece that starts at text[i]: the regex's alternatives, tried in order (a
+    number is at most `digits` digits)."""
     n = len(text)
     if text[i] == "'":                                        # 's 't 're 've 'm 'll 'd
         for suffix in CONTRACTIONS:
@@ -198,9 +199,9 @@ def match_end(text, cls, i):
         while k < n and cls[k] == "L":
             k += 1
         return k
-    if cls[i] == "N":                                         # \p{N}{1,3}
+    if cls[i] == "N":                                         # \p{N}{1,3} or \p{N}
         k = i
-        while k < n and k - i < 3 and cls[k] == "N":
+        while k < n and k - i < digits and cls[k] == "N":
             k += 1
         return k
     k = i + 1 if text[i] == " " and i + 1 < n and cls[i + 1] == "O" else i
@@ -221,18 +222,20 @@ def match_end(text, cls, i):
     return j - 1
 
 
-def split(text):
+def split(text, digits):
     cls = [char_class(c) for c in text]
     pieces, i = [], 0
     while i < len(text):
-        j = match_end(text, cls, i)
+        j = match_end(text, cls, i, digits)
         pieces.append(text[i:j])
         i = j
     return pieces
 
 
-# llama.cpp's names for this split pattern -> whether a piece that is a token is taken whole
-SPLITS = {"llama-bpe": True, "llama3": True, "llama-v3": True, "dbrx": False, "smaug-bpe": False}
+# llama.cpp's names for these split patterns -> (digits per number piece, whether a piece that is
+# a token is taken whole)
+SPLITS = {"qwen2": (1, False), "llama-bpe": (3, True), "llama3": (3, True), "llama-v3": (3, True),
+          "dbrx": (3, False), "smaug-bpe": (3, False)}
 
 
 class Tokenizer:
@@ -243,8 +246,8 @@ class Tokenizer:
         pre = meta.get("tokenizer.ggml.pre", "default")
         if pre not in SPLITS:
             raise ModelError(f"pre-tokenizer {pre!r} is not supported; run.py implements the "
-                             f"GPT-4/Llama 3 split ({', '.join(SPLITS)})")
-        self.ignore_merges = SPLITS[pre]
+                             f"GPT-4 split and its variants ({', '.join(SPLITS)})")
+        self.digits, self.ignore_merges = SPLITS[pre]
         tokens = meta.get("tokenizer.ggml.tokens") or []
         types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
         self.byte_char = bytes_to_unicode()
@@ -279,7 +282,7 @@ class Tokenizer:
     def encode(self, text):
         """Plain text -> ids. Special-token text stays text: it cannot forge a turn."""
         ids = []
-        for piece in split(text):
+        for piece in split(text, self.digits):
             if piece not in self.cache:
                 self.cache[piece] = self.bpe(piece)
             ids += self.cache[piece]
