@@ -3,7 +3,7 @@
 Pretraining, SFT, reward modelling, DPO and RL all run here; each supplies an `Objective` (its
 batches, its loss, its evaluation). The loop owns everything else: device and dtype (bf16
 autocast where the hardware has it), optional torch.compile, DDP under torchrun, gradient
-accumulation, the learning-rate schedule, AdamW, clipping, metrics as JSON lines, a progress bar
+accumulation, the learning-rate schedule, the optimizer (picochat.train.optim), clipping, metrics as JSON lines, a progress bar
 with loss / tokens/s / MFU / ETA, and atomic checkpoints that resume exactly.
 
 Exact resume rests on one rule: an objective's batch is a pure function of (step, micro-step,
@@ -35,6 +35,7 @@ import torch.distributed as dist
 from picochat.config import TrainConfig
 from picochat.hardware import peak_flops, pick_device, pick_dtype
 from picochat.rundir import PicochatError, atomic_dir, atomic_write_json
+from picochat.train.optim import make_optimizer
 
 CKPT_PATTERN = re.compile(r"^step_(\d{6,})$")
 
@@ -101,16 +102,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not norms). Fused kernel where torch has one."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    fused = device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, fused=fused)
-
-
 # --- checkpoints ------------------------------------------------------------------------------
 def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     if not folder.is_dir():
@@ -165,7 +156,12 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     for name, value in opt_tensors.items():
         pid, key = name.split(".", 1)
         state.setdefault(int(pid), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError, PicochatError) as e:
+        raise PicochatError(f"checkpoint {path} was made with another optimizer "
+                            f"({meta.get('train_config', {}).get('optimizer', 'adamw')}); resume with the "
+                            "same --set optimizer=..., or start over without --resume") from e
     rng = torch.frombuffer(bytearray(base64.b64decode(meta["rng"]["torch"])), dtype=torch.uint8)
     torch.set_rng_state(rng)
     device = next(model.parameters()).device
