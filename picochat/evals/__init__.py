@@ -3,7 +3,7 @@
     picochat eval --run R [--stage base|sft|...] [--tasks LIST|core|chat|all] [--limit N] [--seed N]
 
 Task families, one file each: bpb.py (bits per byte on held-out text), multiple_choice.py
-(BIG-bench tasks scored by log-likelihood), generative.py (reasoning-gym and HumanEval answers
+(BIG-bench tasks scored by log-likelihood), generative.py (reasoning-gym, HumanEval and picochat's own tasks: answers
 checked by a checker; code runs in picochat/tools/sandbox.py), probes.py (picochat's own:
 dictionary knowledge, the reversal curse, letters vs tokens), heldout.py (language modelling on
 held-out documents: continuation, word order); scoring.py turns outcomes into accuracy, a
@@ -86,6 +86,14 @@ def _registry() -> dict[str, Task]:
              "two-term arithmetic, up to 2 digits (reasoning-gym)"),
         Task("humaneval", "generative", "pass@1", 10, generative.humaneval,
              "write a Python function; run against its tests in the sandbox"),
+        Task("identity", "skill", "accuracy", 21, partial(generative.own_task, task=TASK_TYPES["identity"]),
+             "who it is, asked in 21 held-out ways: the answer names picochat"),
+        Task("calculator", "skill", "accuracy", 40, partial(generative.own_task, task=TASK_TYPES["arithmetic"]),
+             "fresh 3-5 x 3-4 digit products, held-out phrasings: the answer states the product"),
+        Task("copying", "skill", "accuracy", 60, partial(generative.own_task, task=TASK_TYPES["copying"]),
+             "copy a number, name, quote or looked-up value from the context (held-out phrasings)"),
+        Task("unknowable", "skill", "accuracy", 40, partial(generative.own_task, task=TASK_TYPES["unknowable"]),
+             "live data, private facts, the future: the answer says I don't know"),
     ]
     return {t.name: t for t in tasks}
 
@@ -94,9 +102,10 @@ TASKS = _registry()
 PROBES = [n for n, t in TASKS.items() if t.family == "probe"]
 MC = list(BIGBENCH)
 GENERATIVE = [n for n, t in TASKS.items() if t.family == "generative"]
+SKILLS = [n for n, t in TASKS.items() if t.family == "skill"]     # picochat's own tasks: not in ChatCORE
 SUITES = {
     "core": ["bpb", *MC, *PROBES],
-    "chat": ["bpb", *MC, *GENERATIVE, *PROBES],
+    "chat": ["bpb", *MC, *GENERATIVE, *SKILLS, *PROBES],
     "all": list(TASKS),
 }
 

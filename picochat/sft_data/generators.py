@@ -2,9 +2,9 @@
 
 Each generator is a function `(rng, count) -> list[conversation]`, deterministic for a given
 `random.Random`. They teach what no public corpus can. Identity, arithmetic through the
-calculator and spelling are tasks (picochat.tasks: the same problems feed SFT, evals and RL
-rewards); here are the short multi-turn chats: remembering what the user said, refusing harmful
-requests, saying "I don't know", small talk and simple facts.
+calculator, spelling, copying from the context and "I don't know" are tasks (picochat.tasks: the
+same problems feed SFT, evals and RL rewards); here are the short multi-turn chats: remembering
+what the user said, refusing harmful requests, small talk and simple facts.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from picochat.chat import assistant, user
-from picochat.tasks import TASKS
+from picochat.tasks import GENERATED
 from picochat.tasks.identity import (
     GREETINGS,
     IDENTITY_ANSWERS,
@@ -20,7 +20,7 @@ from picochat.tasks.identity import (
     vary,
 )
 
-# --- short multi-turn chats: memory, refusals, "I don't know", small talk -----------------------
+# --- short multi-turn chats: memory, refusals, small talk -----------------------
 NAMES = ["Alice", "Bob", "Carmen", "Dmitri", "Emeka", "Fatima", "Giulia", "Hiro", "Ines", "Jonas",
          "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quentin", "Rosa", "Sven", "Tariq"]
 FAVOURITES = [("colour", ["blue", "green", "red", "purple", "yellow"]),
@@ -41,28 +41,6 @@ REFUSALS = [
     "can do for you?",
     "I'm not able to help with that request; it could be used to hurt someone. I can help with "
     "other questions, though.",
-]
-UNKNOWABLE = [
-    ("What's the weather like today?", "I don't know: I have no internet access or live data, so I "
-     "can't see today's weather. A weather service or a look outside will tell you."),
-    ("What is the price of bitcoin right now?", "I don't know. I have no access to live prices; "
-     "please check a current market source."),
-    ("What's in the news today?", "I don't know. I have no internet access, so I can't see today's "
-     "news."),
-    ("What time is it?", "I don't know: I can't see a clock. Your device will show the time."),
-    ("What did I have for breakfast?", "I don't know. I only know what you tell me in this "
-     "conversation."),
-    ("What am I holding in my hand?", "I don't know; I can't see you. I only see the text you type."),
-    ("Who will win the next election?", "I don't know. Nobody can know the future for certain, and "
-     "I have no current information."),
-    ("What are next week's lottery numbers?", "I don't know. Lottery numbers are random, so nobody "
-     "can predict them."),
-    ("What is my password?", "I don't know your password, and you should never share it with anyone."),
-    ("What's the population of the village where I live?", "I don't know: I don't know where you "
-     "live, and I can't look it up."),
-    ("What's the score of the game tonight?", "I don't know. I have no access to live results."),
-    ("What did we talk about yesterday?", "I don't know. I don't remember earlier conversations; "
-     "each chat starts fresh."),
 ]
 SMALL_TALK = [
     ("How are you?", ["I'm doing well, thanks for asking! How can I help you?",
@@ -119,10 +97,7 @@ def multiturn(rng: random.Random, count: int) -> list[list[dict]]:
             if rng.random() < 0.4:
                 turns = [user(rng.choice(GREETINGS)[0]), assistant(rng.choice(GREETINGS)[1])] + turns
             out.append(turns)
-        elif r < 0.6:   # say "I don't know" rather than make things up
-            q, a = rng.choice(UNKNOWABLE)
-            out.append([user(q), assistant(a)])
-        elif r < 0.8:   # small talk, sometimes with a follow-up about identity
+        elif r < 0.7:   # small talk, sometimes with a follow-up about identity
             q, answers = rng.choice(SMALL_TALK)
             turns = [user(q), assistant(rng.choice(answers))]
             if rng.random() < 0.3:
@@ -142,5 +117,4 @@ def multiturn(rng: random.Random, count: int) -> list[list[dict]]:
     return out
 
 
-GENERATORS = {"identity": TASKS["identity"].conversations, "arithmetic": TASKS["arithmetic"].conversations,
-              "spelling": TASKS["spelling"].conversations, "multiturn": multiturn}
+GENERATORS = {**{name: task.conversations for name, task in GENERATED.items()}, "multiturn": multiturn}

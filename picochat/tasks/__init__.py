@@ -3,6 +3,8 @@ answer (evals) and turns a checked answer into a reward (RL). See picochat.tasks
 
     identity     who the assistant is (20 held-out paraphrases and "who are you?" for the check)
     arithmetic   when and how to call the calculator (held-out: fresh 3-5 x 3-4 digit products)
+    copying      copy a number, a name, a quoted span or a looked-up value from the context
+    unknowable   "I don't know" to questions nobody could answer (live data, private facts, the future)
     spelling     spelling and letter counting, by spelling the word out first
     reasoning    reasoning-gym's generated problems with their own checkers (gsm_symbolic, ...)
     humaneval    HumanEval functions, checked by running their tests in the sandbox
@@ -10,13 +12,15 @@ answer (evals) and turns a checked answer into a reward (RL). See picochat.tasks
 
 from picochat.tasks.arithmetic import Arithmetic
 from picochat.tasks.base import Problem, Task, TaskUnavailable
+from picochat.tasks.copying import Copying
 from picochat.tasks.humaneval import HumanEval
 from picochat.tasks.identity import Identity
 from picochat.tasks.reasoning import ReasoningGym
 from picochat.tasks.spelling import Spelling
+from picochat.tasks.unknowable import Unknowable
 
 # the tasks picochat writes its own conversations for (SFT data; their "train" split)
-GENERATED: dict[str, Task] = {t.name: t for t in (Identity(), Arithmetic(), Spelling())}
+GENERATED: dict[str, Task] = {t.name: t for t in (Identity(), Arithmetic(), Spelling(), Copying(), Unknowable())}
 TASKS: dict[str, Task] = {
     **GENERATED,
     "gsm_symbolic": ReasoningGym("gsm_symbolic"),
@@ -25,5 +29,5 @@ TASKS: dict[str, Task] = {
     "humaneval": HumanEval(),
 }
 
-__all__ = ["GENERATED", "TASKS", "Arithmetic", "HumanEval", "Identity", "Problem", "ReasoningGym", "Spelling",
-           "Task", "TaskUnavailable"]
+__all__ = ["GENERATED", "TASKS", "Arithmetic", "Copying", "HumanEval", "Identity", "Problem", "ReasoningGym",
+           "Spelling", "Task", "TaskUnavailable", "Unknowable"]

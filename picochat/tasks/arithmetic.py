@@ -97,7 +97,7 @@ class Arithmetic(Task):
     def _train_problem(self, rng: random.Random) -> Problem:
         r = rng.random()
         if r < 0.55:    # a product with a multi-digit factor: always the calculator
-            a, b = _number(rng, 2, 4), _number(rng, 1, 3)
+            a, b = _number(rng, 2, 6), _number(rng, 1, 5)
             if rng.random() < 0.5:
                 a, b = b, a
             return calculator_exchange(rng.choice(PRODUCT_TEMPLATES).format(a=a, b=b), a, "*", b, rng)
