@@ -5,6 +5,7 @@
     picochat tokenizer train --run R [--vocab-size N]
     picochat tokenizer show --run R "some text"
     picochat pretrain --run R --preset cpu-tiny [--max-steps N] [--resume]
+    picochat midtrain --run R [--preset P] [--mixture FILE] [--resume]
     picochat sft --run R [--preset P] [--mixture FILE] [--resume]
     picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
     picochat sample --run R [--stage base] --prompt TEXT [SAMPLING] [--dtype D] [--device D]
@@ -121,14 +122,27 @@ def cmd_pretrain(args) -> None:
              **training_settings(preset.train, args))
 
 
-def cmd_sft(args) -> None:
+def base_preset(run: RunDir, name: str | None):
+    """The named preset, or by default the one the base model was trained with."""
     from picochat.config import get_preset
+
+    return get_preset(name or run.read_meta().get("stages", {}).get("base", {}).get("preset") or "cpu-tiny")
+
+
+def cmd_midtrain(args) -> None:
+    from picochat.train.midtrain import mid_config, midtrain
+
+    run = RunDir(args.run, create=False)
+    preset = base_preset(run, args.preset)
+    midtrain(run, preset, mixture=args.mixture, max_steps=args.max_steps, resume=args.resume,
+             **training_settings(mid_config(preset), args))
+
+
+def cmd_sft(args) -> None:
     from picochat.train.sft import sft, sft_config
 
     run = RunDir(args.run, create=False)
-    # default: the preset the base model was trained with
-    name = args.preset or run.read_meta().get("stages", {}).get("base", {}).get("preset") or "cpu-tiny"
-    preset = get_preset(name)
+    preset = base_preset(run, args.preset)
     sft(run, preset, mixture=args.mixture, max_steps=args.max_steps, resume=args.resume,
         pack=not args.no_pack, **training_settings(sft_config(preset), args))
 
@@ -323,7 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
-    p = with_run(sub.add_parser("sft", help="fine-tune the base model on conversations (runs/R/sft)"))
+    p = with_run(sub.add_parser("midtrain", help="continue the base model on web text mixed with "
+                                "conversations: copying, tool calls, the chat format (runs/R/mid)"))
+    p.add_argument("--preset", help="recipe to use (default: the preset the base model was trained with)")
+    p.add_argument("--mixture", help="mixture file, or a name in mixtures/ (default: mid)")
+    add_training_flags(p)
+    p.set_defaults(func=cmd_midtrain)
+
+    p = with_run(sub.add_parser("sft", help="fine-tune the mid-trained (or base) model on conversations "
+                                "(runs/R/sft)"))
     p.add_argument("--preset", help="recipe to use (default: the preset the base model was trained with)")
     p.add_argument("--mixture", help="mixture file, or a name in mixtures/ (default: default)")
     p.add_argument("--no-pack", action="store_true", help="one conversation per row (default: pack "

@@ -25,6 +25,7 @@ class TrainConfig:
     warmup_steps: int = 50
     schedule: str = "cosine"       # "cosine" or "wsd" (warmup-stable-decay)
     decay_frac: float = 0.2        # wsd: the last fraction of steps decays linearly
+    optimizer: str = "adamw"       # "adamw", or "muon" for the hidden matrices (picochat.train.optim)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -42,6 +43,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.schedule not in ("cosine", "wsd"):
             raise PicochatError(f"schedule must be cosine or wsd, not {self.schedule!r}")
+        if self.optimizer not in ("adamw", "muon"):
+            raise PicochatError(f"optimizer must be adamw or muon, not {self.optimizer!r}")
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Preset:
     train: TrainConfig
     vocab_size: int = 8192         # tokenizer size this preset expects
     sft: TrainConfig | None = None  # fine-tuning recipe (picochat sft); None: derived from train
+    mid: TrainConfig | None = None  # mid-training recipe (picochat midtrain); None: derived from train
 
 
 def _presets() -> dict[str, Preset]:
@@ -96,7 +100,7 @@ def get_preset(name: str) -> Preset:
                             "(`picochat presets` describes them)")
     p = PRESETS[name]
     return replace(p, model=replace(p.model), train=replace(p.train),
-                   sft=replace(p.sft) if p.sft else None)
+                   sft=replace(p.sft) if p.sft else None, mid=replace(p.mid) if p.mid else None)
 
 
 def parse_settings(obj, settings: list[str]) -> dict:

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 RUN_MARKER = "run.json"
-STAGES = ("base", "sft", "reward", "dpo", "rl")   # model stages, in pipeline order
-MADE_BY = {"base": "pretrain"}                   # the command that trains a stage, where not its name
+STAGES = ("base", "mid", "sft", "reward", "dpo", "rl")   # model stages, in pipeline order
+MADE_BY = {"base": "pretrain", "mid": "midtrain"}                   # the command that trains a stage, where not its name
 
 
 class PicochatError(Exception):

@@ -2,8 +2,8 @@
 
     picochat speedrun --run runs/demo --preset cpu-tiny
 
-data build -> tokenizer train -> data tokenize -> pretrain -> sample base -> sft -> sample sft
--> eval base -> eval sft -> report
+data build -> tokenizer train -> data tokenize -> pretrain -> sample base -> midtrain -> sft
+-> sample sft -> eval base -> eval mid -> eval sft -> report
 
 Each stage is skipped when its artifacts are complete, so a killed speedrun picks up where it
 stopped: pretraining and SFT resume from their newest checkpoint, the data build from its
@@ -62,6 +62,7 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
     from picochat.data.shards import tokenize_corpus
     from picochat.report import write_report
     from picochat.sample import samples_fresh, store_samples
+    from picochat.train.midtrain import midtrain
     from picochat.train.pretrain import pretrain
     from picochat.train.sft import sft
 
@@ -80,6 +81,9 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
 
     def train_base() -> None:
         pretrain(run, preset, resume=True)
+
+    def train_mid() -> None:
+        midtrain(run, preset, resume=True)
 
     def train_sft() -> None:
         sft(run, preset, mixture=mixture, resume=True)
@@ -101,11 +105,15 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
               tokenize),
         Stage("base", f"pretrain: {preset.name}", model_done("base"), train_base, records_itself=True),
         Stage("sample", "sample from the base model", lambda: samples_fresh(run, "base"), samples("base")),
+        Stage("mid", f"midtrain: {preset.name} on web text mixed with conversations", model_done("mid"),
+              train_mid, records_itself=True),
         Stage("sft", f"sft: fine-tune {preset.name} on conversations", model_done("sft"), train_sft,
               records_itself=True),
         Stage("sample_sft", "chat with the fine-tuned model", lambda: samples_fresh(run, "sft"), samples("sft")),
         Stage("eval_base", "eval: the base model on the core suite", lambda: evals_done(run, "base"),
               evaluate("base")),
+        Stage("eval_mid", "eval: the mid-trained model on the chat suite", lambda: evals_done(run, "mid"),
+              evaluate("mid")),
         Stage("eval_sft", "eval: the chat model on the chat suite", lambda: evals_done(run, "sft"),
               evaluate("sft")),
         # always rewritten: it is cheap and should show the latest of everything

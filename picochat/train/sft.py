@@ -6,7 +6,7 @@ its identity, when to call the calculator, how to refuse, when to say "I don't k
 
     picochat sft --run R [--preset P] [--mixture FILE] [--resume]
 
-reads runs/R/base/, builds the mixture into runs/R/sft/data/ (see picochat.sft_data.mixture),
+reads runs/R/mid/ (runs/R/base/ where there was no mid-training), builds the mixture into runs/R/sft/data/ (see picochat.sft_data.mixture),
 trains on the one trainer, and writes runs/R/sft/ (a Hugging Face model directory carrying the
 chat template), metrics/sft.jsonl and run.json's "sft" entry.
 """
@@ -159,6 +159,12 @@ def sft_config(preset: Preset) -> TrainConfig:
                     eval_every=max(10, t.max_steps // 9), ckpt_every=max(10, t.max_steps // 9))
 
 
+def starting_model(run: RunDir):
+    """The model SFT starts from: the mid-trained one when the run has it, else the base model."""
+    mid = run.model("mid")
+    return mid if (mid / "config.json").exists() else run.require_model("base")
+
+
 def render_rows(rows: list[dict], tokenizer: Tokenizer, max_tokens: int, what: str) -> list[Rendered]:
     out = []
     for row in rows:
@@ -170,10 +176,10 @@ def render_rows(rows: list[dict], tokenizer: Tokenizer, max_tokens: int, what: s
     return out
 
 
-def prepare_data(run: RunDir, mixture_spec: str | None, tokenizer: Tokenizer, max_tokens: int,
+def prepare_data(run: RunDir, stage: str, mixture_spec: str | None, tokenizer: Tokenizer, max_tokens: int,
                  resume: bool, progress: bool) -> tuple[Path, dict]:
-    """Build the mixture into runs/R/sft/data, or reuse it (resume: it must be the same mixture)."""
-    data = run.model("sft") / "data"
+    """Build the mixture into runs/R/<stage>/data, or reuse it (resume: it must be the same mixture)."""
+    data = run.model(stage) / "data"
     mixture = load_mixture(mixture_spec)
     stats_path = data / "stats.json"
     if stats_path.exists():
@@ -190,17 +196,18 @@ def prepare_data(run: RunDir, mixture_spec: str | None, tokenizer: Tokenizer, ma
 
 def sft(run: RunDir, preset: Preset, mixture: str | None = None, max_steps: int | None = None,
         resume: bool = False, progress: bool = True, pack: bool = True, **train_overrides) -> dict:
-    """Fine-tune runs/R/base on the mixture's conversations; saves runs/R/sft/."""
+    """Fine-tune runs/R/mid (or runs/R/base, where there was no mid-training) on the mixture's
+    conversations; saves runs/R/sft/."""
     started = time.time()
-    base = run.require_model("base")
+    start = starting_model(run)
     refuse_overwrite(run, "sft", resume)        # before the mixture is built
-    model = load_pretrained(base)
-    tokenizer = Tokenizer.load(base)
+    model = load_pretrained(start)
+    tokenizer = Tokenizer.load(start)
     train_cfg = override(sft_config(preset), max_steps=max_steps, **train_overrides)
     if train_cfg.seq_len > model.config.max_seq_len:
         train_cfg = override(train_cfg, seq_len=model.config.max_seq_len)
     max_tokens = train_cfg.seq_len + 1     # ids per conversation: seq_len inputs + the last target
-    data, stats = prepare_data(run, mixture, tokenizer, max_tokens, resume, progress)
+    data, stats = prepare_data(run, "sft", mixture, tokenizer, max_tokens, resume, progress)
     train = render_rows(read_rows(data / "train.jsonl"), tokenizer, max_tokens, "train")
     val = render_rows(read_rows(data / "val.jsonl"), tokenizer, max_tokens, "val")
     objective = ChatObjective(train, val, train_cfg.batch_size, train_cfg.grad_accum, train_cfg.seed,
@@ -208,12 +215,12 @@ def sft(run: RunDir, preset: Preset, mixture: str | None = None, max_steps: int 
 
     def describe(trainer) -> str:
         rows = train_cfg.batch_size * train_cfg.grad_accum * trainer.world
-        return (f"sft: {model.num_params() / 1e6:.2f}M parameters, {len(train):,} train / {len(val):,} val "
+        return (f"sft: {model.num_params() / 1e6:.2f}M parameters from {start.name}, {len(train):,} train / {len(val):,} val "
                 f"conversations (mixture {stats['mixture']}); {train_cfg.max_steps} steps x {rows} rows"
                 f"{' (packed)' if pack else ''} = {objective.epochs(rows * train_cfg.max_steps):.2f} epochs "
                 f"on {on(trainer)}")
 
-    record = {"preset": preset.name, "mixture": stats["mixture"],
+    record = {"preset": preset.name, "from": start.name, "mixture": stats["mixture"],
               "data": {k: stats[k] for k in ("train_rows", "val_rows")},
               "sources": {k: {f: v[f] for f in ("kept", "rows")} for k, v in stats["sources"].items()},
               "packed": pack}
