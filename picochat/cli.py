@@ -6,6 +6,7 @@
     picochat tokenizer show --run R "some text"
     picochat pretrain --run R --preset cpu-tiny [--max-steps N] [--resume]
     picochat midtrain --run R [--preset P] [--mixture FILE] [--resume]
+    picochat factuality --run R [--stage mid] [--limit N]   (probe; "I don't know" labels for SFT)
     picochat sft --run R [--preset P] [--mixture FILE] [--resume]
     picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
     picochat sample --run R [--stage base] --prompt TEXT [SAMPLING] [--dtype D] [--device D]
@@ -136,6 +137,12 @@ def cmd_midtrain(args) -> None:
     preset = base_preset(run, args.preset)
     midtrain(run, preset, mixture=args.mixture, max_steps=args.max_steps, resume=args.resume,
              **training_settings(mid_config(preset), args))
+
+
+def cmd_factuality(args) -> None:
+    from picochat.sft_data.factuality import label_run
+
+    label_run(RunDir(args.run, create=False), stage=args.stage, limit=args.limit, seed=args.seed)
 
 
 def cmd_sft(args) -> None:
@@ -343,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixture", help="mixture file, or a name in mixtures/ (default: mid)")
     add_training_flags(p)
     p.set_defaults(func=cmd_midtrain)
+
+    p = with_run(sub.add_parser("factuality", help="ask a model what its corpus's words mean; label its "
+                                "answers right or \"I don't know\" for SFT (runs/R/factuality)"))
+    p.add_argument("--stage", default="mid")
+    p.add_argument("--limit", type=int, default=400, help="questions to ask")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_factuality)
 
     p = with_run(sub.add_parser("sft", help="fine-tune the mid-trained (or base) model on conversations "
                                 "(runs/R/sft)"))

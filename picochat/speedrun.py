@@ -2,8 +2,8 @@
 
     picochat speedrun --run runs/demo --preset cpu-tiny
 
-data build -> tokenizer train -> data tokenize -> pretrain -> sample base -> midtrain -> sft
--> sample sft -> eval base -> eval mid -> eval sft -> report
+data build -> tokenizer train -> data tokenize -> pretrain -> sample base -> midtrain
+-> factuality labels -> sft -> sample sft -> eval base -> eval mid -> eval sft -> report
 
 Each stage is skipped when its artifacts are complete, so a killed speedrun picks up where it
 stopped: pretraining and SFT resume from their newest checkpoint, the data build from its
@@ -62,6 +62,7 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
     from picochat.data.shards import tokenize_corpus
     from picochat.report import write_report
     from picochat.sample import samples_fresh, store_samples
+    from picochat.sft_data.factuality import label_run
     from picochat.train.midtrain import midtrain
     from picochat.train.pretrain import pretrain
     from picochat.train.sft import sft
@@ -85,6 +86,10 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
     def train_mid() -> None:
         midtrain(run, preset, resume=True)
 
+    def factuality_labels() -> dict:
+        probe = label_run(run, "mid")
+        return {k: probe[k] for k in ("questions", "accuracy", "abstained", "kept_answers")}
+
     def train_sft() -> None:
         sft(run, preset, mixture=mixture, resume=True)
 
@@ -107,6 +112,9 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
         Stage("sample", "sample from the base model", lambda: samples_fresh(run, "base"), samples("base")),
         Stage("mid", f"midtrain: {preset.name} on web text mixed with conversations", model_done("mid"),
               train_mid, records_itself=True),
+        Stage("factuality", "factuality: probe the mid-trained model, label right or I don't know",
+              lambda: (run.path / "factuality" / "probe.json").exists(),
+              factuality_labels),
         Stage("sft", f"sft: fine-tune {preset.name} on conversations", model_done("sft"), train_sft,
               records_itself=True),
         Stage("sample_sft", "chat with the fine-tuned model", lambda: samples_fresh(run, "sft"), samples("sft")),

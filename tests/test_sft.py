@@ -135,6 +135,21 @@ def test_build_weights_caps_split_and_decontamination(tok, tmp_path):
     assert all(len(render_ids(tok, r["messages"])) <= 60 for r in read_rows(tmp_path / "small" / "train.jsonl"))
 
 
+def test_jsonl_source_reads_the_runs_file_skipping_a_torn_line(tok, tmp_path):
+    conv = [{"role": "user", "content": "What does the word \"quern\" mean?"},
+            {"role": "assistant", "content": "I don't know what \"quern\" means."}]
+    (tmp_path / "factuality").mkdir()
+    (tmp_path / "factuality" / "conversations.jsonl").write_text(
+        json.dumps({"messages": conv}) + "\n" + '{"messages": [{"role": "us')      # cut short by a crash
+    mix = parse_mixture({"name": "j", "decontaminate": "none", "val_fraction": 0.0, "sources": [
+        {"name": "factuality", "source": "jsonl", "options": {"path": "factuality/conversations.jsonl"}}]})
+    stats = build_mixture(mix, tok, 200, tmp_path / "data", progress=False, base=tmp_path)
+    assert stats["sources"]["factuality"]["kept"] == 1
+    assert read_rows(tmp_path / "data" / "train.jsonl")[0]["messages"] == conv
+    with pytest.raises(PicochatError, match="no training conversations"):     # no file yet: no rows
+        build_mixture(mix, tok, 200, tmp_path / "none", progress=False, base=tmp_path / "elsewhere")
+
+
 def test_chatterbot_source_reads_the_package():
     pytest.importorskip("chatterbot_corpus")
     from picochat.sft_data.sources import chatterbot

@@ -84,3 +84,42 @@ def test_humaneval_checks_by_running_the_tests():
     assert task.check(problem, Answer(solution), chat=False)
     assert not task.check(problem, Answer("    return None\n"), chat=False)
     assert task.check(problem, Answer(f"```python\n{problem.meta['problem']['prompt']}{solution}```"))
+
+
+def test_copying_and_unknowable_hold_out_their_phrasings_and_check_exactly():
+    copying, unknowable = TASKS["copying"], TASKS["unknowable"]
+    for task in (copying, unknowable):
+        trained = {c[0]["content"] for c in task.conversations(random.Random(0), 2000)}
+        held_out = task.problems(random.Random(1), 200, split="eval")
+        assert not trained & {p.prompt[0]["content"] for p in held_out}
+    number = Problem([], "8737", meta={"kind": "number"})
+    assert copying.check(number, Answer("Your code is 8737."))
+    assert not copying.check(number, Answer("Your code is 87371.")) and not copying.check(number, Answer("873 7"))
+    p = unknowable.problems(random.Random(2), 1, split="eval")[0]
+    assert unknowable.check(p, Answer("I don't know: I have no live data."))
+    assert not unknowable.check(p, Answer("It will be sunny and 21 degrees."))
+
+
+def test_factuality_checks_definitions_and_labels_wrong_answers_i_dont_know():
+    from picochat.evals.probes import Entry
+    from picochat.tasks.factuality import Factuality, label, tradeoff
+
+    words = ["apple", "bridge", "candle", "dagger", "engine", "falcon", "garnet", "harbor", "island", "jasper"]
+    entries = [Entry(w, "n.", f"{w.capitalize()} \\x\\, n.", f"The round {w}-coloured fruit of a tall tree.")
+               for w in words]
+    task = Factuality(entries)
+    assert task.entries["train"] and task.entries["eval"]
+    assert not {e.word for e in task.entries["train"]} & {e.word for e in task.entries["eval"]}
+    p = task.problems(random.Random(0), 1)[0]
+    assert task.check(p, labeled(p))
+    assert not task.check(p, Answer("A small bird that sings at night."))
+    assert not task.check(p, Answer(f"I don't know. {p.target}"))          # abstaining is not answering
+    rng = random.Random(0)
+    assert label(p, labeled(p), rng)[-1]["content"] == labeled(p).text
+    assert "I don't know" in label(p, Answer("A small bird."), rng)[-1]["content"]
+    rows = [{"correct": c, "abstained": False, "confidence": x} for c, x in
+            [(True, -0.1), (True, -0.2), (False, -1.5), (False, -2.0), (True, -0.3)]] + \
+        [{"correct": False, "abstained": True, "confidence": -0.5}]
+    curve = tradeoff(rows)
+    assert curve[0]["answer_rate"] == 5 / 6 and curve[0]["answered_accuracy"] == 3 / 5
+    assert curve[-1]["answer_rate"] < curve[0]["answer_rate"] and curve[-1]["answered_accuracy"] == 1.0

@@ -94,6 +94,8 @@ def _registry() -> dict[str, Task]:
              "copy a number, name, quote or looked-up value from the context (held-out phrasings)"),
         Task("unknowable", "skill", "accuracy", 40, partial(generative.own_task, task=TASK_TYPES["unknowable"]),
              "live data, private facts, the future: the answer says I don't know"),
+        Task("factuality", "skill", "accuracy", 100, generative.factuality,
+             "what held-out dictionary words of the corpus mean; abstentions and the answer-rate curve"),
     ]
     return {t.name: t for t in tasks}
 

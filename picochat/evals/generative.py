@@ -115,6 +115,23 @@ def own_task(subject: Subject, run: RunDir, limit: int, seed: int, task: Task, m
     return result
 
 
+def factuality(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
+    """What the run's dictionary words mean (held-out words): right, abstained, and the curve of
+    answered accuracy against answer rate (picochat.tasks.factuality)."""
+    from picochat.sft_data.factuality import probe, summary
+    from picochat.tasks.factuality import Factuality
+
+    if not subject.chat:
+        raise TaskUnavailable("factuality asks a chat model: its problems are conversations")
+    _, _, rows = probe(subject.engine(), Factuality.from_run(run), "eval", limit, seed)
+    if not rows:
+        raise TaskUnavailable("no held-out dictionary entries in the run's corpus")
+    info = summary(rows)
+    examples = [{k: r[k] for k in ("question", "answer", "correct")} for r in rows[:EXAMPLES_KEPT]]
+    return {"outcomes": [float(r["correct"]) for r in rows], "chance": 0.0, "examples": examples,
+            "abstained": info["abstained"], "curve": info["curve"]}
+
+
 # --- HumanEval ------------------------------------------------------------------------------------
 def humaneval(subject: Subject, run: RunDir, limit: int, seed: int, max_tokens: int = 128,
               min_room: int = 64, timeout: float = 5.0) -> dict:

