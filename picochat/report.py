@@ -242,6 +242,9 @@ def stage_output(name: str, entry: dict, evals: dict[str, dict]) -> str:
         agg = results.get("aggregate") or {}
         head = f"{agg['name']} {agg['value']:.4f}, " if isinstance(agg.get("value"), (int, float)) else ""
         return f"{head}{len(results['tasks'])} tasks"
+    if name == "factuality" and "questions" in entry:
+        return (f"right on {entry['kept_answers']} of {entry['questions']} dictionary questions; "
+                "the rest labeled I don't know")
     if name.startswith("sample") and "samples" in entry:
         return f"{entry['samples']} samples"
     return ""
@@ -506,6 +509,40 @@ def evals_section(run: RunDir, evals: dict[str, dict], out: Path) -> str:
     return text + "\n\n" + eval_examples(evals)
 
 
+SKILLS = ("identity", "calculator", "copying", "unknowable", "factuality")
+
+
+def skills_section(run: RunDir, evals: dict[str, dict]) -> str:
+    """picochat's own tasks per stage (held-out splits), with how often the model abstained on
+    what it can answer, and the factuality trade-off before and after its labels were trained on."""
+    stages = [s for s in evals if any(k in evals[s]["tasks"] for k in SKILLS)]
+    if not stages:
+        return NOT_RUN + f" (`picochat eval --run {run.path} --stage sft --tasks {','.join(SKILLS)}`)"
+    lines = ["| skill | " + " | ".join(stages) + " |", "|---|" + "---:|" * len(stages)]
+    for name in SKILLS:
+        cells = [fmt_value(evals[s]["tasks"].get(name, {})) for s in stages]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for extra, title in (("operands_copied", "calculator called with the user's operands"),
+                         ("abstained", "said I don't know")):
+        for name in SKILLS:
+            values = [evals[s]["tasks"].get(name, {}).get(extra) for s in stages]
+            if any(isinstance(v, (int, float)) for v in values) and not (extra == "abstained" and name == "unknowable"):
+                lines.append(f"| {name}: {title} | " + " | ".join(fmt_number(v) for v in values) + " |")
+    text = "\n".join(lines) + ("\n\nHeld-out splits: phrasings and values training never used. "
+                               "Accuracy with its bootstrap 95% interval (n examples).")
+    curves = {s: evals[s]["tasks"]["factuality"].get("curve") for s in stages
+              if evals[s]["tasks"].get("factuality", {}).get("curve")}
+    if curves:
+        text += ("\n\nFactuality trade-off (held-out dictionary words): keep an answer when the model did not "
+                 "abstain and its mean token log-probability clears a threshold.\n\n"
+                 "| stage | threshold | answer rate | answered accuracy | answered |\n|---|---:|---:|---:|---:|\n")
+        text += "\n".join(f"| {s} | {'none' if p['threshold'] is None else format(p['threshold'], '.2f')} | "
+                          f"{p['answer_rate']:.3f} | "
+                          f"{fmt_number(p['answered_accuracy'])} | {p['answered']} |"
+                          for s, curve in curves.items() for p in curve)
+    return text
+
+
 def centered_interval(task: dict) -> tuple[float, float] | None:
     """The 95% interval of the value, on the centered scale."""
     ci, chance, value = task.get("ci95"), task.get("chance"), task.get("centered")
@@ -652,6 +689,7 @@ def write_report(run: RunDir, price_per_hour: float | None = None) -> Path:
             guarded("Model", model_section, run, meta),
             guarded("Training", training_section, run, out),
             guarded("Evaluations", evals_section, run, evals, out),
+            guarded("Skills: copying, tools and knowing what it doesn't know", skills_section, run, evals),
             guarded("Samples", samples_section, run),
             guarded("Data", data_section, run),
         ]

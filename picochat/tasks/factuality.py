@@ -91,22 +91,25 @@ def label(problem: Problem, answer, rng: random.Random) -> list[dict]:
     return problem.prompt + [assistant(rng.choice(DONT_KNOW).format(w=problem.meta["word"]))]
 
 
-def confidence(answer) -> float:
-    """Mean log-probability of the answer's sampled tokens."""
+def confidence(answer) -> float | None:
+    """Mean log-probability of the answer's sampled tokens (None: it sampled none)."""
     logprobs = [x for x in answer.logprobs if x is not None]
-    return sum(logprobs) / len(logprobs) if logprobs else float("-inf")
+    return sum(logprobs) / len(logprobs) if logprobs else None
 
 
 def tradeoff(rows: list[dict], points: int = 5) -> list[dict]:
     """Answered accuracy against answer rate. rows: {"correct", "abstained", "confidence"}. The
     model keeps an answer when it did not abstain and its confidence is at least the threshold;
-    thresholds at the quantiles of the answered rows' confidences, from none to the highest."""
-    answered = sorted(r["confidence"] for r in rows if not r["abstained"])
-    thresholds = [float("-inf")] + [answered[min(len(answered) - 1, int(len(answered) * q / points))]
-                                    for q in range(1, points)] if answered else [float("-inf")]
+    thresholds at the quantiles of the answered rows' confidences, from none (None) to the highest."""
+    def score(r: dict) -> float:
+        return float("-inf") if r["confidence"] is None else r["confidence"]
+
+    answered = sorted(score(r) for r in rows if not r["abstained"])
+    thresholds = [None] + [answered[min(len(answered) - 1, int(len(answered) * q / points))]
+                           for q in range(1, points)] if answered else [None]
     curve = []
     for t in thresholds:
-        kept = [r for r in rows if not r["abstained"] and r["confidence"] >= t]
+        kept = [r for r in rows if not r["abstained"] and (t is None or score(r) >= t)]
         curve.append({"threshold": t, "answer_rate": len(kept) / max(1, len(rows)),
                       "answered_accuracy": sum(r["correct"] for r in kept) / len(kept) if kept else None,
                       "answered": len(kept)})
