@@ -30,11 +30,11 @@ class Stage(NamedTuple):
 
 
 def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: int = 2,
-             mixture: str | None = None, eval_limit: int | None = None) -> None:
+             mixture: str | None = None, eval_limit: int | None = None, mid_mixture: str | None = None) -> None:
     preset = get_preset(preset_name)
     started = time.time()
     timings = dict((run.read_meta().get("stages", {}).get("speedrun") or {}).get("timings") or {})
-    for stage in plan(run, preset, source, workers, mixture, eval_limit):
+    for stage in plan(run, preset, source, workers, mixture, eval_limit, mid_mixture):
         if stage.done():
             print(f"=== {stage.title}: already done, skipped ===", flush=True)
             continue
@@ -56,7 +56,7 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
 
 
 def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture: str | None,
-         eval_limit: int | None) -> list[Stage]:
+         eval_limit: int | None, mid_mixture: str | None = None) -> list[Stage]:
     from picochat.data.build import build_corpus
     from picochat.data.corpus import train_run_tokenizer
     from picochat.data.shards import tokenize_corpus
@@ -84,7 +84,7 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
         pretrain(run, preset, resume=True)
 
     def train_mid() -> None:
-        midtrain(run, preset, resume=True)
+        midtrain(run, preset, mixture=mid_mixture, resume=True)
 
     def factuality_labels() -> dict:
         probe = label_run(run, "mid")
@@ -120,7 +120,7 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
         Stage("sample_sft", "chat with the fine-tuned model", lambda: samples_fresh(run, "sft"), samples("sft")),
         Stage("eval_base", "eval: the base model on the core suite", lambda: evals_done(run, "base"),
               evaluate("base")),
-        Stage("eval_mid", "eval: the mid-trained model on the chat suite", lambda: evals_done(run, "mid"),
+        Stage("eval_mid", "eval: the mid-trained model (bits per byte, skills, probes)", lambda: evals_done(run, "mid"),
               evaluate("mid")),
         Stage("eval_sft", "eval: the chat model on the chat suite", lambda: evals_done(run, "sft"),
               evaluate("sft")),

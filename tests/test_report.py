@@ -21,7 +21,7 @@ MIXTURE = {"name": "tiny", "seed": 0, "decontaminate": "none", "val_fraction": 0
     {"name": "identity", "generator": "identity", "count": 30},
     {"name": "arithmetic", "generator": "arithmetic", "count": 30}]}
 SECTIONS = ["## Hardware and code", "## Stages: time and cost", "## Model", "## Training", "## Evaluations",
-            "## Samples", "## Data"]
+            "## Skills", "## Samples", "## Data"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -38,7 +38,7 @@ def speedrun_run(prepared_run, tmp_path_factory):
     before = torch.get_num_threads()
     torch.set_num_threads(1)   # micro models: one thread is faster on shared cores
     try:
-        speedrun(RunDir(run), "micro", mixture=str(root / "mix.json"), eval_limit=4)
+        speedrun(RunDir(run), "micro", mixture=str(root / "mix.json"), eval_limit=4, mid_mixture=str(root / "mix.json"))
     finally:
         torch.set_num_threads(before)
     return run
@@ -62,11 +62,13 @@ def images(report: Path) -> list[Path]:
 def test_speedrun_runs_every_stage_and_records_its_time(speedrun_run, capsys):
     meta = json.loads((speedrun_run / "run.json").read_text())
     stages = meta["stages"]
-    for name in ("tokenizer", "tokenize", "base", "sample", "sft", "sample_sft", "report"):
+    for name in ("tokenizer", "tokenize", "base", "sample", "mid", "factuality", "sft", "sample_sft", "report"):
         assert stages[name]["status"] == "done", name
         assert stages[name]["seconds"] >= 0, name
     timings = stages["speedrun"]["timings"]
-    assert {"tokenizer", "tokenize", "base", "sample", "sft", "sample_sft", "report"} <= set(timings)
+    assert {"tokenizer", "tokenize", "base", "sample", "mid", "factuality", "sft", "sample_sft", "report"} <= set(timings)
+    assert stages["sft"]["from"] == "mid"
+    assert stages["factuality"]["questions"] == 0       # the test corpus has no dictionary: nothing to label
     assert "data" not in timings                          # marked done before: skipped
     assert stages["tokenize"]["tokens"]["train"] > 0
     assert stages["base"]["steps"] == 20 and stages["sft"]["mixture"] == "tiny"
@@ -144,10 +146,11 @@ def test_eval_table_across_stages_with_aggregates_and_plot(speedrun_run, tmp_pat
            "tasks": {"arc_easy": task(0.45, 0.25), "arithmetic": task(0.2, 0.0, "generative")},
            "aggregate": {"name": "ChatCORE", "value": 0.2333, "tasks": ["arc_easy", "arithmetic"]}}
     meta = json.loads((run / "run.json").read_text())
-    for stage in ("eval_base", "eval_sft"):           # as if evaluated with `picochat eval`, not the speedrun
+    for stage in ("eval_base", "eval_mid", "eval_sft"):   # as if evaluated with `picochat eval`, not the speedrun
         meta["stages"].pop(stage, None)
     (run / "run.json").write_text(json.dumps(meta))
     (run / "evals").mkdir(exist_ok=True)
+    (run / "evals" / "mid.json").unlink(missing_ok=True)      # two stages evaluated: base and sft
     (run / "evals" / "base.json").write_text(json.dumps(base))
     (run / "evals" / "sft.json").write_text(json.dumps(sft))
     text = write_report(RunDir(run)).read_text()
@@ -220,13 +223,14 @@ def test_speedrun_evaluates_both_stages_and_the_report_shows_it(speedrun_run):
     evals = pytest.importorskip("picochat.evals")
     stages = json.loads((speedrun_run / "run.json").read_text())["stages"]
     text = (speedrun_run / "report" / "report.md").read_text()
-    for stage, suite, aggregate in (("base", "core", "CORE"), ("sft", "chat", "ChatCORE")):
+    for stage, suite, aggregate in (("base", "core", "CORE"), ("mid", "mid", "ChatCORE"), ("sft", "chat", "ChatCORE")):
         results = json.loads((speedrun_run / "evals" / f"{stage}.json").read_text())
         assert set(evals.suite_tasks(suite)) <= set(results["tasks"])
         assert stages[f"eval_{stage}"]["status"] == "done" and stages[f"eval_{stage}"]["suite"] == suite
         assert results["aggregate"]["name"] == aggregate and f"| **{aggregate}** |" in text
+        table = text.split("## Evaluations")[1].split("\n## ")[0]
         for name, task in results["tasks"].items():
-            row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+            row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
             if task.get("skipped"):
                 assert "skipped" in row
             elif task["family"] != "bpb":

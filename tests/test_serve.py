@@ -112,8 +112,10 @@ def test_function_call_streamed(client):
 
 
 WEATHER_TOOLS = [{"type": "function", "function": WEATHER_TOOL}]
+# the city's length is bounded: a model this small may otherwise write one string until max_tokens
 TIME_TOOL = {"name": "get_time", "description": "The time in a city",
-             "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "utc": {"type": "boolean"}},
+             "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24},
+                                                             "utc": {"type": "boolean"}},
                             "required": ["city", "utc"]}}
 
 

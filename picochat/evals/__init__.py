@@ -11,7 +11,8 @@ bootstrap 95% interval, chance and centered accuracy, and the stage's aggregate.
 
 Suites: "core" for base models (aggregate CORE: mean centered accuracy of its multiple-choice
 tasks), "chat" for chat stages (aggregate ChatCORE: its multiple-choice and generative tasks),
-"all". Default limits keep each suite to about a minute for a cpu-tiny model on 2 cores.
+"mid" for the mid-trained model (bits per byte, the skills and the probes: what mid-training
+changed, in a minute), "all". Default limits keep each suite to about a minute for a cpu-tiny model on 2 cores.
 
 The results file is rewritten (atomically) after every task, merged with the tasks already in
 it, so evals can be added one at a time and an interrupted eval keeps what it finished. A task
@@ -108,6 +109,7 @@ SKILLS = [n for n, t in TASKS.items() if t.family == "skill"]     # picochat's o
 SUITES = {
     "core": ["bpb", *MC, *PROBES],
     "chat": ["bpb", *MC, *GENERATIVE, *SKILLS, *PROBES],
+    "mid": ["bpb", *SKILLS, *PROBES],       # a mid-trained model: still a language model? which skills yet?
     "all": list(TASKS),
 }
 
@@ -120,7 +122,7 @@ def suite_tasks(suite: str) -> list[str]:
 
 
 def default_suite(stage: str) -> str:
-    return "core" if stage == "base" else "chat"
+    return {"base": "core", "mid": "mid"}.get(stage, "chat")
 
 
 def resolve_tasks(spec: str | None, stage: str) -> list[str]:

@@ -98,16 +98,25 @@ def reasoning_gym(subject: Subject, run: RunDir, limit: int, seed: int, task: Re
 
 
 # --- picochat's own tasks, held-out split ---------------------------------------------------------
-def own_task(subject: Subject, run: RunDir, limit: int, seed: int, task: Task, max_tokens: int = 64) -> dict:
+def own_task(subject: Subject, run: RunDir, limit: int, seed: int, task: Task, max_tokens: int = 96) -> dict:
     if not subject.chat:
         raise TaskUnavailable(f"{task.name} asks a chat model: its problems are conversations")
-    problems = task.problems(random.Random(seed), limit, split="eval")
-    answers = generate(subject, [render_prompt(subject.tokenizer, p.prompt) for p in problems], max_tokens, [])
+    problems, prompts, skipped = [], [], 0
+    for p in task.problems(random.Random(seed), limit, split="eval"):
+        ids = render_prompt(subject.tokenizer, p.prompt)
+        if len(ids) + 16 > subject.context:         # no room for an answer
+            skipped += 1
+            continue
+        problems.append(p)
+        prompts.append(ids)
+    if not problems:
+        raise TaskUnavailable(f"no {task.name} question fits the model's {subject.context}-token context")
+    answers = generate(subject, prompts, max_tokens, [])
     outcomes = [float(task.check(p, a)) for p, a in zip(problems, answers)]
     examples = [{"prompt": p.prompt[-1]["content"][:500], "answer": a.text.strip()[:300], "target": str(p.target),
                  "correct": bool(ok), "calls": [f"{c.name} {c.arguments} -> {c.result}" for c in a.calls]}
                 for p, a, ok in list(zip(problems, answers, outcomes))[:EXAMPLES_KEPT]]
-    result = {"outcomes": outcomes, "chance": 0.0, "examples": examples}
+    result = {"outcomes": outcomes, "chance": 0.0, "examples": examples, "skipped_too_long": skipped}
     if task.name != "unknowable":           # how often it said "I don't know" to what it can answer
         result["abstained"] = sum(abstains(a.text) for a in answers) / len(answers)
     if hasattr(task, "operands_copied"):

@@ -22,6 +22,7 @@ import time
 from picochat.chat import render_prompt
 from picochat.engine import SamplingParams, load_engine
 from picochat.rundir import RunDir, atomic_write_json, atomic_write_text
+from picochat.tasks.base import TaskUnavailable
 from picochat.tasks.factuality import Factuality, confidence, label, tradeoff
 from picochat.tasks.unknowable import abstains
 
@@ -30,7 +31,8 @@ FOLDER = "factuality"
 
 def probe(engine, task: Factuality, split: str, limit: int, seed: int) -> tuple[list, list, list[dict]]:
     """Greedy answers to `limit` of the split's questions: (problems, answers, rows)."""
-    problems = task.problems(random.Random(seed), limit, split=split)
+    problems = [p for p in task.problems(random.Random(seed), limit, split=split)
+                if len(render_prompt(engine.tokenizer, p.prompt)) + 16 <= engine.context]
     params = SamplingParams(temperature=0.0, max_tokens=48, logprobs=0)
     answers = []
     for start in range(0, len(problems), 32):
@@ -50,12 +52,20 @@ def summary(rows: list[dict]) -> dict:
 def label_run(run: RunDir, stage: str = "mid", limit: int = 400, seed: int = 0) -> dict:
     """Probe the stage's model and write the labeled conversations; returns the probe's summary."""
     started = time.time()
-    task = Factuality.from_run(run)
+    folder = run.path / FOLDER
+    try:
+        task = Factuality.from_run(run)
+    except TaskUnavailable as e:            # a corpus without a dictionary: nothing to probe, nothing to label
+        result = {"stage": stage, "skipped": str(e), "questions": 0, "accuracy": None, "abstained": None,
+                  "kept_answers": 0}
+        atomic_write_text(folder / "conversations.jsonl", "")
+        atomic_write_json(folder / "probe.json", result)
+        print(f"factuality: skipped ({e})")
+        return result
     engine = load_engine(run.require_model(stage), dtype="fp32")
     problems, answers, rows = probe(engine, task, "train", limit, seed)
     rng = random.Random(seed)
     labeled = [label(p, a, rng) for p, a in zip(problems, answers)]
-    folder = run.path / FOLDER
     atomic_write_text(folder / "conversations.jsonl",
                       "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in labeled))
     result = {"stage": stage, **summary(rows), "kept_answers": sum(r["correct"] for r in rows),
