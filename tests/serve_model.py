@@ -50,7 +50,7 @@ def conversations() -> list[list[dict]]:
     ]
 
 
-def make_chat_model(tokenizer_dir: Path, out: Path, steps: int = 600, context: int = 512) -> Path:
+def make_chat_model(tokenizer_dir: Path, out: Path, steps: int = 600, context: int = 1024) -> Path:
     """Train the reciting model and save it as a Hugging Face directory at `out`."""
     torch.manual_seed(0)
     threads = torch.get_num_threads()

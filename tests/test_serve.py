@@ -112,11 +112,14 @@ def test_function_call_streamed(client):
 
 
 WEATHER_TOOLS = [{"type": "function", "function": WEATHER_TOOL}]
-# the city's length is bounded: a model this small may otherwise write one string until max_tokens
+# a strict schema (bounded city, no other keys): a model this small may otherwise write one string,
+# or one key after another, until max_tokens
 TIME_TOOL = {"name": "get_time", "description": "The time in a city",
              "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24},
                                                              "utc": {"type": "boolean"}},
-                            "required": ["city", "utc"]}}
+                            "required": ["city", "utc"], "additionalProperties": False}}
+WEATHER_STRICT = {**WEATHER_TOOL, "parameters": {"type": "object", "additionalProperties": False, "required": ["city"],
+                                                 "properties": {"city": {"type": "string", "maxLength": 24}}}}
 
 
 def valid_call(call, tool: dict) -> dict:
@@ -131,7 +134,7 @@ def valid_call(call, tool: dict) -> dict:
 
 @pytest.mark.parametrize("question", [WEATHER_Q, "Tell me a story.", "What is 123*456?"])
 def test_a_forced_function_is_called_with_valid_arguments(client, question):
-    tools = WEATHER_TOOLS + [{"type": "function", "function": TIME_TOOL}]
+    tools = [{"type": "function", "function": WEATHER_STRICT}, {"type": "function", "function": TIME_TOOL}]
     for choice in ({"type": "function", "function": {"name": "get_time"}}, "required"):
         r = client.chat.completions.create(model="picochat", messages=[{"role": "user", "content": question}],
                                            tools=tools, tool_choice=choice, temperature=0, max_tokens=120)
@@ -139,7 +142,7 @@ def test_a_forced_function_is_called_with_valid_arguments(client, question):
         assert c.finish_reason == "tool_calls", c
         assert "picochat_tools" not in c.message.model_extra       # no built-in tool ran
         name = c.message.tool_calls[0].function.name
-        valid_call(c.message.tool_calls[0], TIME_TOOL if name == "get_time" else WEATHER_TOOL)
+        valid_call(c.message.tool_calls[0], TIME_TOOL if name == "get_time" else WEATHER_STRICT)
         if choice != "required":
             assert name == "get_time"
 
