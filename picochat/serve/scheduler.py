@@ -314,6 +314,12 @@ class Scheduler:
         row.next_input = sampled.id
         self.stats["tokens"] += 1
         step = row.turn.feed(sampled)
+        if not row.req.chat and sampled.logprob is not None and any(e.kind == "done" for e in step.events) \
+                and not any(e.kind == "text" for e in step.events):
+            # a completion that ended on a stop token still reports that token's logprob, as
+            # OpenAI-compatible servers do: clients that score prompts (echo + max_tokens=1, as
+            # lm-evaluation-harness does) drop the last entry as the generated one
+            self._emit(row, {"type": "text", "text": "", "logprobs": [self._logprobs(sampled)]})
         if step.inject:                         # a tool result: the row is prefilled again with it
             row.seq += step.inject
             row.sampler.extend(0, step.inject)
