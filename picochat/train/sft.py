@@ -6,8 +6,8 @@ its identity, when to call the calculator, how to refuse, when to say "I don't k
 
     picochat sft --run R [--preset P] [--mixture FILE] [--resume]
 
-reads runs/R/mid/ (runs/R/base/ where there was no mid-training), builds the mixture into runs/R/sft/data/ (see picochat.sft_data.mixture),
-trains on the one trainer, and writes runs/R/sft/ (a Hugging Face model directory carrying the
+reads runs/R/mid/ (runs/R/base/ where there was no mid-training), builds the mixture into
+runs/R/sft/data/ (see picochat.sft_data.mixture), trains on the one trainer, and writes runs/R/sft/ (a Hugging Face model directory carrying the
 chat template), metrics/sft.jsonl and run.json's "sft" entry.
 """
 
@@ -170,8 +170,8 @@ def render_rows(rows: list[dict], tokenizer: Tokenizer, max_tokens: int, what: s
     for row in rows:
         rendered = encode_conversation(tokenizer, row["messages"], max_tokens)
         if rendered is None:
-            raise PicochatError(f"an SFT {what} conversation no longer fits {max_tokens} tokens; "
-                                "delete the run's sft/data folder to rebuild it")
+            raise PicochatError(f"a {what} conversation no longer fits {max_tokens} tokens; "
+                                "delete the stage's data folder (runs/R/<stage>/data) to rebuild it")
         out.append(rendered)
     return out
 
