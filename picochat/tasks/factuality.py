@@ -105,8 +105,8 @@ def tradeoff(rows: list[dict], points: int = 5) -> list[dict]:
         return float("-inf") if r["confidence"] is None else r["confidence"]
 
     answered = sorted(score(r) for r in rows if not r["abstained"])
-    thresholds = [None] + [answered[min(len(answered) - 1, int(len(answered) * q / points))]
-                           for q in range(1, points)] if answered else [None]
+    quantiles = {answered[min(len(answered) - 1, int(len(answered) * q / points))] for q in range(1, points)}
+    thresholds = [None, *sorted(quantiles)]       # a threshold once, however many answers share it
     curve = []
     for t in thresholds:
         kept = [r for r in rows if not r["abstained"] and (t is None or score(r) >= t)]
