@@ -13,8 +13,8 @@ from picochat.chat import render_ids
 from picochat.cli import main
 from picochat.rundir import PicochatError
 from picochat.sft_data import generators
-from picochat.tasks import TASKS, identity
 from picochat.sft_data.mixture import build_mixture, in_val, parse_mixture, read_rows
+from picochat.tasks import TASKS, identity
 from picochat.tokenizer import Tokenizer
 from picochat.train import sft as sft_module
 from picochat.train.sft import IGNORE, ChatObjective, collate
