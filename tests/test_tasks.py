@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from picochat.tasks import GENERATED, TASKS, Problem
+from picochat.tasks.base import phrasings
 from picochat.tasks.identity import IDENTITY_EVAL_PROMPTS, normalize_prompt
 from picochat.tools import ToolCall
 
@@ -84,6 +85,11 @@ def test_humaneval_checks_by_running_the_tests():
     assert task.check(problem, Answer(solution), chat=False)
     assert not task.check(problem, Answer("    return None\n"), chat=False)
     assert task.check(problem, Answer(f"```python\n{problem.meta['problem']['prompt']}{solution}```"))
+
+
+def test_phrasings_combine_parts_and_leave_out_held_out_wordings():
+    made = phrasings(["What is {e}?", "Compute {e}."], ["{a} times {b}", "{a}*{b}"], ["what is {a} TIMES {b}"])
+    assert made == ["What is {a}*{b}?", "Compute {a} times {b}.", "Compute {a}*{b}."]
 
 
 def test_copying_and_unknowable_hold_out_their_phrasings_and_check_exactly():

@@ -14,7 +14,7 @@ import random
 import re
 
 from picochat.chat import assistant, tool, tool_call, user
-from picochat.tasks.base import Problem, Task, numbers_in
+from picochat.tasks.base import Problem, Task, numbers_in, phrasings
 
 CALCULATOR = "calculator"
 
@@ -40,24 +40,42 @@ def calculate(a: int, op: str, b: int) -> str:
     raise ValueError(op)
 
 
-PRODUCT_TEMPLATES = [
-    "What is {a} * {b}?", "What is {a}*{b}?", "What's {a} times {b}?", "Calculate {a}*{b}.",
-    "{a} x {b} = ?", "How much is {a} multiplied by {b}?", "Multiply {a} by {b}.",
-    "What is the product of {a} and {b}?", "{a}*{b}", "{a} * {b} = ?", "Can you compute {a} × {b}?",
-    "what is {a} times {b}", "Compute {a} times {b}, please.", "What do you get if you multiply {a} and {b}?",
-    "{a} times {b}?", "Please calculate {a} x {b}.",
-]
+# Held-out phrasings: the eval split asks only these, and training never does.
+EVAL_PRODUCTS = ["Could you multiply {a} by {b}?", "I need {a} times {b}.", "How much is {a}*{b}?",
+                 "Work out {a} x {b} for me.", "{a} multiplied by {b} equals what?",
+                 "What number is {a} times {b}?", "Find the product {a} * {b}."]
+# Training's: ways of writing the product, in ways of asking for it.
+PRODUCTS = ["{a} * {b}", "{a}*{b}", "{a} times {b}", "{a} x {b}", "{a} X {b}", "{a} × {b}",
+            "{a} multiplied by {b}", "the product of {a} and {b}", "{a} * {b} exactly"]
+ASKING = ["What is {e}?", "What's {e}?", "what is {e}", "whats {e}", "Calculate {e}.", "Compute {e}.",
+          "How much is {e}?", "how much is {e}", "{e} = ?", "{e} =", "{e}?", "{e}", "Can you compute {e}?",
+          "Please calculate {e}.", "What do you get for {e}?", "Tell me {e}.", "Quick: {e}?",
+          "I want to know {e}.", "Evaluate {e}.", "Give me {e}.", "What does {e} come to?",
+          "Help me with {e}.", "{e}, please.", "Could you calculate {e}?", "What would {e} be?",
+          "Do you know {e}?", "Figure out {e}.", "I'd like {e}.", "What is the result of {e}?",
+          "Can you tell me {e}?", "{e} is what?", "Result of {e}?", "Work out {e}, please."]
+PRODUCT_TEMPLATES = phrasings(ASKING, PRODUCTS, EVAL_PRODUCTS) + [
+    "Multiply {a} by {b}.", "Multiply {a} and {b}.", "Please multiply {a} by {b}.",
+    "Can you multiply {a} by {b}?", "What do you get if you multiply {a} and {b}?",
+    "What do you get when you multiply {a} by {b}?", "Multiply these: {a} and {b}.",
+    "{a} times {b}, how much is that?", "I have {a} and {b}; what is their product?"]
 WORD_PRODUCTS = [
     ("A box holds {a} apples. How many apples are in {b} boxes?", "apples"),
     ("A ticket costs {a} dollars. How much do {b} tickets cost?", "dollars"),
     ("There are {b} rows of {a} chairs. How many chairs are there?", "chairs"),
     ("A train travels {a} km every day. How far does it go in {b} days?", "km"),
 ]
+# Sums, differences and quotients are asked in the same ways as products, so the way of asking
+# says nothing about the operation: the model must read the operator word to choose it.
+OPERATIONS = {
+    "+": ["{a} + {b}", "{a}+{b}", "{a} plus {b}", "the sum of {a} and {b}", "{a} and {b} added together"],
+    "-": ["{a} - {b}", "{a}-{b}", "{a} minus {b}", "{a} take away {b}", "the difference {a} - {b}"],
+    "/": ["{a} / {b}", "{a}/{b}", "{a} divided by {b}", "{a} over {b}"],
+}
 SUM_TEMPLATES = {
-    "+": ["What is {a} + {b}?", "Add {a} and {b}.", "What's {a} plus {b}?", "{a}+{b}",
-          "What is the sum of {a} and {b}?"],
-    "-": ["What is {a} - {b}?", "Subtract {b} from {a}.", "What's {a} minus {b}?", "{a}-{b}"],
-    "/": ["What is {a} / {b}?", "Divide {a} by {b}.", "What's {a} divided by {b}?", "{a}/{b}"],
+    "+": phrasings(ASKING, OPERATIONS["+"]) + ["Add {a} and {b}.", "Add {a} to {b}.", "Please add {a} and {b}."],
+    "-": phrasings(ASKING, OPERATIONS["-"]) + ["Subtract {b} from {a}.", "Take {b} away from {a}."],
+    "/": phrasings(ASKING, OPERATIONS["/"]) + ["Divide {a} by {b}.", "Please divide {a} by {b}."],
 }
 SYMBOL = {"*": "*", "+": "+", "-": "-", "/": "/"}
 LEADS = ["", "", "", "Let me use the calculator.", "I'll calculate that.", "Let me compute that."]
@@ -80,10 +98,6 @@ def calculator_exchange(question: str, a: int, op: str, b: int, rng: random.Rand
                 tool(result), assistant(final)]
     return Problem([user(question)], result, solution, {"a": a, "op": op, "b": b})
 
-
-EVAL_PRODUCTS = ["Could you multiply {a} by {b}?", "I need {a} times {b}.", "How much is {a}*{b}?",
-                 "Work out {a} x {b} for me.", "{a} multiplied by {b} equals what?",
-                 "What number is {a} times {b}?", "Find the product {a} * {b}."]
 EXPRESSION = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*([-+*/x×])\s*(-?\d+(?:\.\d+)?)\s*")
 
 

@@ -68,3 +68,17 @@ def final_number(text: str, last: bool) -> str | None:
     answer's last (it may work its way there)."""
     found = numbers_in(text)
     return found[-1 if last else 0] if found else None
+
+
+def normalize_prompt(text: str) -> str:
+    """Lower case, letters and digits only: how prompts are compared for held-out checks."""
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def phrasings(frames: list[str], parts: list[str], held_out: list[str] = ()) -> list[str]:
+    """Every frame with every part in its `{e}` slot, less any that normalises to a held-out
+    phrasing. Training asks in many ways built from pieces, so a small model learns the request
+    rather than a few wordings, and a phrasing it never saw still reads as the same request."""
+    banned = {normalize_prompt(h) for h in held_out}
+    made = [frame.replace("{e}", part) for frame in frames for part in parts]
+    return [m for m in dict.fromkeys(made) if normalize_prompt(m) not in banned]

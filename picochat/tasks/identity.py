@@ -11,10 +11,9 @@ names picochat.
 from __future__ import annotations
 
 import random
-import re
 
 from picochat.chat import assistant, system, user
-from picochat.tasks.base import Problem, Task
+from picochat.tasks.base import Problem, Task, normalize_prompt
 
 NAME = "picochat"
 
@@ -134,11 +133,6 @@ GREETINGS = [("Hi!", "Hello! How can I help you today?"),
              ("Hello", "Hi! What can I do for you?"),
              ("Good morning!", "Good morning! How can I help?"),
              ("hey", "Hey! What's on your mind?")]
-
-
-def normalize_prompt(text: str) -> str:
-    """Lower case, letters and digits only: how prompts are compared for held-out checks."""
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
 def vary(rng: random.Random, question: str) -> str:

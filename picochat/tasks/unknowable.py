@@ -14,7 +14,7 @@ import random
 import re
 
 from picochat.chat import assistant, user
-from picochat.tasks.base import Problem, Task
+from picochat.tasks.base import Problem, Task, phrasings
 
 CITIES = ["Paris", "Lagos", "Lima", "Osaka", "Denver", "Hanoi", "Oslo", "Cairo", "Quito", "Perth",
           "Leeds", "Pune", "Bergen", "Tucson", "Kraków", "Dakar", "Busan", "Porto", "Calgary", "Tbilisi"]
@@ -53,6 +53,31 @@ ASKS = {
                  "Tell me what {company} will announce next year.", "What will happen in {city} in {year}?"],
     },
 }
+# Training also asks for each unknowable thing in every way of asking (phrasings), less the
+# held-out wordings, so the model learns what cannot be known rather than a few sentences.
+KNOWABLE_NEVER = {
+    "live": ["the weather in {city} right now", "today's weather in {city}", "{company}'s share price right now",
+             "the latest news about {company}", "the time in {city}", "the traffic in {city} at the moment",
+             "today's exchange rate", "the score of tonight's game", "the temperature outside",
+             "who won the {event} last night", "what is on TV tonight", "whether the shops in {city} are open now"],
+    "private": ["my {rel}'s {fact}", "my password", "my bank balance", "my home address", "my shoe size",
+                "my middle name", "my PIN", "what I had for breakfast", "where I parked my car",
+                "where I was born", "which school I went to", "what my {rel} is doing now",
+                "where I went on holiday last year", "who I met yesterday"],
+    "future": ["who will win the {year} {event}", "{company}'s share price next week", "next week's lottery numbers",
+               "the weather in {city} a month from now", "how many people will live in {city} in {year}",
+               "who will win the {event}", "what {company} will sell in {year}", "the price of gold in {year}",
+               "what will be in the news tomorrow"],
+}
+ASKING = ["Do you know {e}?", "Can you tell me {e}?", "Tell me {e}.", "I'd like to know {e}.",
+          "Please find out {e}.", "Any idea about {e}?", "I need to know {e}.", "Could you look up {e}?",
+          "Remind me: {e}?", "Give me {e}.", "I forgot {e}. Can you tell me?", "Guess {e}."]
+MORE_PRIVATE = ["Where was I born?", "Which school did I go to?", "What did I dream about last night?",
+                "Who did I meet yesterday?", "Where did I go on holiday last year?", "What is my job?",
+                "Which city do I live in?", "What is my favourite song?"]
+TRAIN_ASKS = {kind: asks["train"] + (MORE_PRIVATE if kind == "private" else [])
+              + phrasings(ASKING, KNOWABLE_NEVER[kind], asks["eval"]) for kind, asks in ASKS.items()}
+
 ANSWERS = {
     "live": ["I don't know: I have no internet access or live data, so I can't see what is happening "
              "now. A news site, a weather service or a live market source will have it.",
@@ -90,7 +115,7 @@ class Unknowable(Task):
 
     def _problem(self, rng: random.Random, split: str) -> Problem:
         kind = rng.choice(sorted(ASKS))
-        question = rng.choice(ASKS[kind][split]).format(
+        question = rng.choice(TRAIN_ASKS[kind] if split == "train" else ASKS[kind]["eval"]).format(
             city=rng.choice(CITIES), company=rng.choice(COMPANIES), event=rng.choice(EVENTS),
             year=rng.randint(2027, 2060), rel=rng.choice(RELATIONS), fact=rng.choice(PRIVATE))
         if split == "train" and rng.random() < 0.3:
