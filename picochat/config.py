@@ -56,6 +56,10 @@ class Preset:
     vocab_size: int = 8192         # tokenizer size this preset expects
     sft: TrainConfig | None = None  # fine-tuning recipe (picochat sft); None: derived from train
     mid: TrainConfig | None = None  # mid-training recipe (picochat midtrain); None: derived from train
+    # The matmul FLOP/s (bf16 where the machine has it) its step counts were sized on: the
+    # speedrun shortens every stage on a slower machine so the main job keeps its time (0: never).
+    sized_for_flops: float = 0.0
+
 
 
 def _presets() -> dict[str, Preset]:
@@ -69,12 +73,13 @@ def _presets() -> dict[str, Preset]:
                                eval_every=10, ckpt_every=10, log_every=1)),
         Preset("cpu-tiny", "minutes on a 2-core laptop: 4 layers x 256 dim, context 256",
                ModelConfig(dim=256, n_layers=4, n_heads=4, n_kv_heads=2, max_seq_len=256),
-               TrainConfig(max_steps=120, batch_size=16, seq_len=256, lr=1e-2, optimizer="muon",
-                           warmup_steps=10, eval_every=0, ckpt_every=40),
-               sft=TrainConfig(max_steps=120, batch_size=8, seq_len=256, lr=3e-3, optimizer="muon",
+               TrainConfig(max_steps=300, batch_size=16, seq_len=256, lr=1e-2, optimizer="muon",
+                           warmup_steps=10, eval_every=0, ckpt_every=100),
+               sft=TrainConfig(max_steps=120, batch_size=8, seq_len=256, lr=1e-3, optimizer="muon",
                                warmup_steps=5, eval_every=0, ckpt_every=40),
-               mid=TrainConfig(max_steps=90, batch_size=16, seq_len=256, lr=5e-3, optimizer="muon",
-                               warmup_steps=5, eval_every=0, ckpt_every=25)),
+               mid=TrainConfig(max_steps=800, batch_size=16, seq_len=256, lr=8e-3, optimizer="muon",
+                               warmup_steps=10, eval_every=0, ckpt_every=100),
+               sized_for_flops=1.0e12),
         Preset("cpu-small", "about an hour on 2 cores: 6 layers x 384 dim, context 256",
                ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=3, max_seq_len=256),
                TrainConfig(max_steps=2500, batch_size=16, seq_len=256, lr=8e-3, optimizer="muon",

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import NamedTuple
 
-from picochat.config import Preset, get_preset
+from picochat.config import Preset, TrainConfig, get_preset
 from picochat.rundir import RunDir, read_json
 
 
@@ -31,9 +32,17 @@ class Stage(NamedTuple):
 
 def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: int = 2,
              mixture: str | None = None, eval_limit: int | None = None, mid_mixture: str | None = None) -> None:
-    preset = get_preset(preset_name)
     started = time.time()
-    timings = dict((run.read_meta().get("stages", {}).get("speedrun") or {}).get("timings") or {})
+    before = run.read_meta().get("stages", {}).get("speedrun") or {}
+    timings = dict(before.get("timings") or {})
+    scale = before.get("step_scale") or step_scale(get_preset(preset_name))
+    preset = scaled(get_preset(preset_name), scale) if scale < 1 else get_preset(preset_name)
+    if scale < 1:
+        print(f"speedrun: this machine multiplies matrices at {scale:.0%} of the speed {preset.name}'s "
+              f"steps were sized for: every training stage runs {scale:.0%} of its steps "
+              f"(pretrain {preset.train.max_steps}, mid {preset.mid.max_steps}, sft {preset.sft.max_steps})",
+              flush=True)
+    record = {"preset": preset.name, "step_scale": scale}
     for stage in plan(run, preset, source, workers, mixture, eval_limit, mid_mixture):
         if stage.done():
             print(f"=== {stage.title}: already done, skipped ===", flush=True)
@@ -45,14 +54,42 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
         if not stage.records_itself:
             run.record_stage(stage.name, status="done", seconds=seconds, **info)
         timings[stage.name] = seconds
-        run.record_stage("speedrun", status="running", preset=preset.name, timings=timings)
+        run.record_stage("speedrun", status="running", timings=timings, **record)
     total = round(time.time() - started, 1)
-    run.record_stage("speedrun", status="done", preset=preset.name, seconds=total, timings=timings)
+    run.record_stage("speedrun", status="done", seconds=total, timings=timings, **record)
     print(f"\nspeedrun done in {total / 60:.1f} min; everything is in {run.path}")
     print(f"report card:  {run.report / 'report.md'}")
     print(f"chat:         picochat chat --run {run.path}")
     print(f"serve:        picochat serve --run {run.path}   (OpenAI API at http://127.0.0.1:8000/v1, "
           "web UI at http://127.0.0.1:8000/)")
+
+
+MIN_STEP_SCALE = 0.25
+
+
+def step_scale(preset: Preset) -> float:
+    """The fraction of the preset's steps this machine does in the time they were sized for: its
+    measured matmul peak over the preset's `sized_for_flops`, between MIN_STEP_SCALE and 1. (A
+    resumed speedrun keeps the scale it started with, recorded in run.json.)"""
+    from picochat.hardware import peak_flops, pick_device, pick_dtype
+
+    if not preset.sized_for_flops:
+        return 1.0
+    device = pick_device(preset.train.device)
+    measured = peak_flops(device, pick_dtype(preset.train.dtype, device))
+    return round(min(1.0, max(MIN_STEP_SCALE, measured / preset.sized_for_flops)), 3)
+
+
+def scaled(preset: Preset, factor: float) -> Preset:
+    """The recipe with every training stage's steps multiplied by `factor` (at least 10 each)."""
+    from picochat.train.midtrain import mid_config
+    from picochat.train.sft import sft_config
+
+    def fewer(cfg: TrainConfig) -> TrainConfig:
+        steps = max(10, round(cfg.max_steps * factor))
+        return replace(cfg, max_steps=steps, warmup_steps=min(cfg.warmup_steps, max(1, steps // 4)),
+                       ckpt_every=min(cfg.ckpt_every, steps) if cfg.ckpt_every else 0)
+    return replace(preset, train=fewer(preset.train), mid=fewer(mid_config(preset)), sft=fewer(sft_config(preset)))
 
 
 def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture: str | None,

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from picochat.model import load_pretrained
 from picochat.report import centered_interval, fmt_count, read_metrics, write_report
 from picochat.rundir import RunDir
 from picochat.sample import CHAT_PROMPTS, SAMPLE_PROMPTS
-from picochat.speedrun import speedrun
+from picochat.config import get_preset
+from picochat.speedrun import MIN_STEP_SCALE, scaled, speedrun, step_scale
 
 MIXTURE = {"name": "tiny", "seed": 0, "decontaminate": "none", "val_fraction": 0.1, "sources": [
     {"name": "identity", "generator": "identity", "count": 30},
@@ -59,6 +61,18 @@ def images(report: Path) -> list[Path]:
 
 
 # --- speedrun -----------------------------------------------------------------------------------
+def test_a_slower_machine_trains_every_stage_for_fewer_steps():
+    tiny = get_preset("cpu-tiny")
+    half = scaled(tiny, 0.5)
+    assert (half.train.max_steps, half.mid.max_steps, half.sft.max_steps) == \
+        (round(tiny.train.max_steps / 2), round(tiny.mid.max_steps / 2), round(tiny.sft.max_steps / 2))
+    assert half.train.lr == tiny.train.lr and half.model == tiny.model     # only the steps change
+    assert scaled(tiny, 1e-6).mid.max_steps == 10 and scaled(tiny, 1e-6).mid.warmup_steps <= 10 // 4
+    assert step_scale(replace(tiny, sized_for_flops=0.0)) == 1.0            # not sized to a machine
+    assert step_scale(replace(tiny, sized_for_flops=1.0)) == 1.0            # any machine is faster
+    assert step_scale(replace(tiny, sized_for_flops=1e30)) == MIN_STEP_SCALE
+
+
 def test_speedrun_runs_every_stage_and_records_its_time(speedrun_run, capsys):
     meta = json.loads((speedrun_run / "run.json").read_text())
     stages = meta["stages"]
@@ -72,6 +86,7 @@ def test_speedrun_runs_every_stage_and_records_its_time(speedrun_run, capsys):
     assert "data" not in timings                          # marked done before: skipped
     assert stages["tokenize"]["tokens"]["train"] > 0
     assert stages["base"]["steps"] == 20 and stages["sft"]["mixture"] == "tiny"
+    assert stages["speedrun"]["step_scale"] == 1.0       # micro is not sized to a machine: full steps
     base = json.loads((speedrun_run / "samples" / "base.json").read_text())
     chat = json.loads((speedrun_run / "samples" / "sft.json").read_text())
     assert [s["prompt"] for s in base["samples"]] == SAMPLE_PROMPTS
