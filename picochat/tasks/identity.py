@@ -31,6 +31,8 @@ IDENTITY_QUESTIONS = {
         "who am I chatting with?", "what's your story?", "who are you and what do you do?",
         "what kind of program are you?", "who is speaking?", "can you introduce yourself?",
         "i want to know who you are", "tell me what you are", "who is on the other side?",
+        "who is replying to me?", "who's answering?", "what is answering me?", "what AI is this?",
+        "what program is this?", "what are you, exactly?", "who am I talking to at the moment?",
     ],
     "name": [
         "what is your name?", "what's your name?", "whats ur name", "do you have a name?",
@@ -127,6 +129,8 @@ IDENTITY_EVAL_PROMPTS = [
 PREFIXES = ["", "", "", "", "Hi! ", "Hello. ", "Hey, ", "Quick question: ", "Hi there. ", "Sorry, ",
             "Hello! ", "Ok, ", "Um, ", "Excuse me, "]
 SUFFIXES = ["", "", "", "", " Just curious.", " I'd like to know.", " Please answer briefly."]
+TAILS = [" right now", " at the moment", " here", " today", ", if I may ask", " exactly", " anyway", " then",
+         " again", ", please"]
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "You are a friendly, concise assistant.",
                   "Answer the user's questions truthfully.", "Be brief."]
 GREETINGS = [("Hi!", "Hello! How can I help you today?"),
@@ -140,6 +144,8 @@ def vary(rng: random.Random, question: str) -> str:
     q = question
     if rng.random() < 0.5:
         q = q[0].upper() + q[1:]
+    if q.endswith("?") and rng.random() < 0.25:     # words that say nothing of who is asked
+        q = q[:-1] + rng.choice(TAILS) + "?"
     if q.endswith("?") and rng.random() < 0.2:
         q = q[:-1] + rng.choice(["", "??", " ?"])
     prefix = rng.choice(PREFIXES)
