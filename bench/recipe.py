@@ -4,9 +4,10 @@
 
 Old: the chain as picochat had it before the small-models work (digits grouped in threes,
 pretraining then SFT, no copying or "I don't know" data), run from that commit's code. New: this
-checkout's chain (single digits, mid-training, the factuality labels). Both train the same preset
-on the same clean documents; the new chain's pretraining + mid-training steps add up to the old
-one's pretraining steps, and SFT is the same length, so they spend the same training FLOPs.
+checkout's chain (single digits, Muon, mid-training, wordings built from parts, the factuality
+labels). Both train the same model shape on the same clean documents, each with its own
+recipe; the table's first line gives each chain's training rows (sequences times steps, over
+its stages), so a difference in compute is in plain sight.
 When `--old` does not hold a finished run, it is made: a worktree of `--old-commit`, the new
 run's clean documents copied in, and that commit's `picochat speedrun` (tens of minutes).
 
@@ -54,8 +55,18 @@ def make_old_run(new: RunDir, old: Path, commit: str, preset: str) -> None:
 
 def scores(run: RunDir) -> dict:
     results = run_evals(run, "sft", tasks=SKILLS)["tasks"]
-    base = run.read_meta()["stages"]["base"]["metrics"]
-    return {"val_bpb": base.get("val_bpb"), **results}
+    stages = run.read_meta()["stages"]
+    return {"val_bpb": stages["base"]["metrics"].get("val_bpb"), "rows": training_rows(stages), **results}
+
+
+def training_rows(stages: dict) -> int:
+    """Sequences trained on, over the stages (each stage's steps times its batch rows)."""
+    total = 0
+    for name in ("base", "mid", "sft"):
+        entry = stages.get(name) or {}
+        cfg = entry.get("train") or {}
+        total += (entry.get("steps") or 0) * (cfg.get("batch_size") or 0) * (cfg.get("grad_accum") or 1)
+    return total
 
 
 def rate(task: dict, key: str | None = None) -> str:
@@ -86,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         make_old_run(new, old_path, args.old_commit, args.preset)
     old = RunDir(old_path, create=False)
     table = {"old": scores(old), "new": scores(new)}
-    rows = [("validation bits per byte (base)", lambda s: f"{s['val_bpb']:.4f}"),
+    rows = [("training rows (sequences x steps)", lambda s: f"{s['rows']:,}"),
+            ("validation bits per byte (base)", lambda s: f"{s['val_bpb']:.4f}"),
             ("calculator called with the user's operands", lambda s: rate(s["calculator"], "operands_copied")),
             ("answer states the product", lambda s: rate(s["calculator"])),
             ("identity (held-out paraphrases)", lambda s: rate(s["identity"])),
