@@ -56,9 +56,9 @@ class Preset:
     vocab_size: int = 8192         # tokenizer size this preset expects
     sft: TrainConfig | None = None  # fine-tuning recipe (picochat sft); None: derived from train
     mid: TrainConfig | None = None  # mid-training recipe (picochat midtrain); None: derived from train
-    # The matmul FLOP/s (bf16 where the machine has it) its step counts were sized on: the
-    # speedrun shortens every stage on a slower machine so the main job keeps its time (0: never).
-    sized_for_flops: float = 0.0
+    # Seconds of one pretraining step on the machine its step counts were sized for: the speedrun
+    # shortens every stage on a slower machine so the main job keeps its time (0: never).
+    sized_for_step_seconds: float = 0.0
 
 
 
@@ -79,7 +79,7 @@ def _presets() -> dict[str, Preset]:
                                warmup_steps=5, eval_every=0, ckpt_every=40),
                mid=TrainConfig(max_steps=1200, batch_size=16, seq_len=256, lr=8e-3, optimizer="muon",
                                warmup_steps=10, eval_every=0, ckpt_every=100),
-               sized_for_flops=1.0e12),
+               sized_for_step_seconds=0.34),
         Preset("cpu-small", "about an hour on 2 cores: 6 layers x 384 dim, context 256",
                ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=3, max_seq_len=256),
                TrainConfig(max_steps=2500, batch_size=16, seq_len=256, lr=8e-3, optimizer="muon",

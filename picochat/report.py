@@ -291,9 +291,9 @@ def stages_section(run: RunDir, meta: dict, evals: dict[str, dict], rate: float,
         notes.append(f"The last `picochat speedrun` took {fmt_seconds(speedrun['seconds'])} end to end "
                      "(stages already done were skipped).")
     if (speedrun.get("step_scale") or 1) < 1:
-        notes.append(f"This machine multiplies matrices slower than the preset's steps were sized for, so "
-                     f"the speedrun trained each stage for {speedrun['step_scale']:.0%} of its steps: "
-                     "expect weaker skills than on a machine with fast bf16.")
+        notes.append(f"A training step takes longer on this machine than on the one the preset's steps were "
+                     f"sized for, so the speedrun trained each stage for {speedrun['step_scale']:.0%} of its "
+                     "steps: expect weaker skills than the preset reaches at full length.")
     notes.append("A stage's wall time is that of its last attempt (a resumed stage does not count "
                  "the attempts before it).")
     return "\n".join(lines) + "\n\n" + " ".join(notes)

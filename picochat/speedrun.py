@@ -38,8 +38,8 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
     scale = before.get("step_scale") or step_scale(get_preset(preset_name))
     preset = scaled(get_preset(preset_name), scale) if scale < 1 else get_preset(preset_name)
     if scale < 1:
-        print(f"speedrun: this machine multiplies matrices at {scale:.0%} of the speed {preset.name}'s "
-              f"steps were sized for: every training stage runs {scale:.0%} of its steps "
+        print(f"speedrun: a training step here takes longer than on the machine {preset.name}'s steps "
+              f"were sized for: every training stage runs {scale:.0%} of its steps "
               f"(pretrain {preset.train.max_steps}, mid {preset.mid.max_steps}, sft {preset.sft.max_steps})",
               flush=True)
     record = {"preset": preset.name, "step_scale": scale}
@@ -64,20 +64,18 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
           "web UI at http://127.0.0.1:8000/)")
 
 
-MIN_STEP_SCALE = 0.25
+MIN_STEP_SCALE = 0.1
 
 
 def step_scale(preset: Preset) -> float:
-    """The fraction of the preset's steps this machine does in the time they were sized for: its
-    measured matmul peak over the preset's `sized_for_flops`, between MIN_STEP_SCALE and 1. (A
-    resumed speedrun keeps the scale it started with, recorded in run.json.)"""
-    from picochat.hardware import peak_flops, pick_device, pick_dtype
+    """The fraction of the preset's steps this machine does in the time they were sized for: the
+    preset's `sized_for_step_seconds` over a pretraining step timed here, between MIN_STEP_SCALE
+    and 1. (A resumed speedrun keeps the scale it started with, recorded in run.json.)"""
+    from picochat.train.pretrain import seconds_per_step
 
-    if not preset.sized_for_flops:
+    if not preset.sized_for_step_seconds:
         return 1.0
-    device = pick_device(preset.train.device)
-    measured = peak_flops(device, pick_dtype(preset.train.dtype, device))
-    return round(min(1.0, max(MIN_STEP_SCALE, measured / preset.sized_for_flops)), 3)
+    return round(min(1.0, max(MIN_STEP_SCALE, preset.sized_for_step_seconds / seconds_per_step(preset))), 3)
 
 
 def scaled(preset: Preset, factor: float) -> Preset:

@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from picochat.cli import main
+from picochat.config import get_preset
 from picochat.model import load_pretrained
 from picochat.report import centered_interval, fmt_count, read_metrics, write_report
 from picochat.rundir import RunDir
 from picochat.sample import CHAT_PROMPTS, SAMPLE_PROMPTS
-from picochat.config import get_preset
 from picochat.speedrun import MIN_STEP_SCALE, scaled, speedrun, step_scale
+from picochat.train.pretrain import seconds_per_step
 
 MIXTURE = {"name": "tiny", "seed": 0, "decontaminate": "none", "val_fraction": 0.1, "sources": [
     {"name": "identity", "generator": "identity", "count": 30},
@@ -68,9 +69,11 @@ def test_a_slower_machine_trains_every_stage_for_fewer_steps():
         (round(tiny.train.max_steps / 2), round(tiny.mid.max_steps / 2), round(tiny.sft.max_steps / 2))
     assert half.train.lr == tiny.train.lr and half.model == tiny.model     # only the steps change
     assert scaled(tiny, 1e-6).mid.max_steps == 10 and scaled(tiny, 1e-6).mid.warmup_steps <= 10 // 4
-    assert step_scale(replace(tiny, sized_for_flops=0.0)) == 1.0            # not sized to a machine
-    assert step_scale(replace(tiny, sized_for_flops=1.0)) == 1.0            # any machine is faster
-    assert step_scale(replace(tiny, sized_for_flops=1e30)) == MIN_STEP_SCALE
+    micro = get_preset("micro")
+    assert step_scale(replace(micro, sized_for_step_seconds=0.0)) == 1.0     # not sized to a machine
+    assert step_scale(replace(micro, sized_for_step_seconds=1e9)) == 1.0     # any machine is faster
+    assert step_scale(replace(micro, sized_for_step_seconds=1e-9)) == MIN_STEP_SCALE
+    assert seconds_per_step(micro) > 0
 
 
 def test_speedrun_runs_every_stage_and_records_its_time(speedrun_run, capsys):

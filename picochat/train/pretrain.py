@@ -8,15 +8,20 @@ is reported in bits per byte, which (unlike loss per token) compares across toke
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import numpy as np
 import torch
 
 from picochat.config import Preset, override
 from picochat.data.shards import TokenShards
+from picochat.hardware import pick_device, pick_dtype
 from picochat.model import Llama
 from picochat.rundir import PicochatError, RunDir
 from picochat.tokenizer import Tokenizer
 from picochat.train.loss import evaluate_bpb, token_cross_entropy
+from picochat.train.optim import make_optimizer
 from picochat.train.stage import on, train_stage
 from picochat.train.trainer import all_reduce_sum
 
@@ -87,3 +92,30 @@ def pretrain(run: RunDir, preset: Preset, max_steps: int | None = None, resume: 
                           describe=describe, metrics_name="pretrain",
                           record={"preset": preset.name, "model": vars(model_cfg)})
     return metrics
+
+
+def seconds_per_step(preset: Preset, steps: int = 3) -> float:
+    """Wall time of one of the preset's pretraining steps on this machine (forward, backward and
+    optimizer, on random tokens, in the dtype training would use): the median of `steps` after
+    a warm-up step. What the speedrun sizes its stages by."""
+    cfg = preset.train
+    device = pick_device(cfg.device)
+    dtype = pick_dtype(cfg.dtype, device)
+    torch.manual_seed(cfg.seed)
+    model = Llama(override(preset.model, vocab_size=preset.vocab_size,
+                           max_seq_len=max(preset.model.max_seq_len, cfg.seq_len))).to(device)
+    optimizer = make_optimizer(model, cfg, device)
+    ids = torch.randint(0, preset.vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=device)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        for _ in range(cfg.grad_accum):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                loss = token_cross_entropy(model(ids[:, :-1]), ids[:, 1:])
+            loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
