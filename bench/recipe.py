@@ -49,7 +49,7 @@ def make_old_run(new: RunDir, old: Path, commit: str, preset: str) -> None:
         meta["stages"] = {"data": meta["stages"]["data"]}
         (old / "run.json").write_text(json.dumps(meta))
     env = {**os.environ, "PYTHONPATH": str(worktree)}
-    subprocess.run([sys.executable, "-m", "picochat.cli", "speedrun", "--run", str(old), "--preset", preset],
+    subprocess.run([sys.executable, "-m", "picochat.cli", "speedrun", "--run", str(old.resolve()), "--preset", preset],
                    cwd=worktree, env=env, check=True)
 
 
