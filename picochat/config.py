@@ -75,7 +75,7 @@ def _presets() -> dict[str, Preset]:
                ModelConfig(dim=256, n_layers=4, n_heads=4, n_kv_heads=2, max_seq_len=256),
                TrainConfig(max_steps=300, batch_size=16, seq_len=256, lr=1e-2, optimizer="muon",
                            warmup_steps=10, eval_every=0, ckpt_every=100),
-               sft=TrainConfig(max_steps=160, batch_size=8, seq_len=256, lr=1e-3, optimizer="muon",
+               sft=TrainConfig(max_steps=300, batch_size=8, seq_len=256, lr=1e-3, optimizer="muon",
                                warmup_steps=5, eval_every=0, ckpt_every=40),
                mid=TrainConfig(max_steps=1200, batch_size=16, seq_len=256, lr=8e-3, optimizer="muon",
                                warmup_steps=10, eval_every=0, ckpt_every=100),
