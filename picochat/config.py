@@ -61,7 +61,6 @@ class Preset:
     sized_for_step_seconds: float = 0.0
 
 
-
 def _presets() -> dict[str, Preset]:
     return {p.name: p for p in [
         Preset("micro", "seconds: 2 layers x 64 dim, context 64 (smoke tests)",

@@ -35,9 +35,10 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
     started = time.time()
     before = run.read_meta().get("stages", {}).get("speedrun") or {}
     timings = dict(before.get("timings") or {})
-    scale = before.get("step_scale") or step_scale(get_preset(preset_name))
-    preset = scaled(get_preset(preset_name), scale) if scale < 1 else get_preset(preset_name)
+    preset = get_preset(preset_name)
+    scale = before.get("step_scale") or step_scale(preset)
     if scale < 1:
+        preset = scaled(preset, scale)
         print(f"speedrun: a training step here takes longer than on the machine {preset.name}'s steps "
               f"were sized for: every training stage runs {scale:.0%} of its steps "
               f"(pretrain {preset.train.max_steps}, mid {preset.mid.max_steps}, sft {preset.sft.max_steps})",

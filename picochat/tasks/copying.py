@@ -47,7 +47,8 @@ NAME_QUESTIONS = ["What is my name?", "What's my name?", "Do you remember my nam
 def told(tells: list[str], questions: list[str], answers: list[str], held_out: list[tuple[str, str]]) -> list:
     """(prompt, answer) for every telling followed by every question, less the held-out prompts."""
     banned = {normalize_prompt(prompt) for prompt, _ in held_out}
-    pairs = [(f"{t} {q}", answers[(i + j) % len(answers)]) for i, t in enumerate(tells) for j, q in enumerate(questions)]
+    pairs = [(f"{t} {q}", answers[(i + j) % len(answers)])
+             for i, t in enumerate(tells) for j, q in enumerate(questions)]
     return [(prompt, answer) for prompt, answer in pairs if normalize_prompt(prompt) not in banned]
 
 
