@@ -120,7 +120,10 @@ def test_batched_top_p_keeps_the_sorted_rules_tokens(monkeypatch, min_p):
             ref = torch.zeros_like(probs).scatter(-1, si, sv * ((sv.cumsum(-1) - sv) <= target))
             drawn = []
             real = sampling.draw
-            monkeypatch.setattr(sampling, "draw", lambda p: (drawn.append(p.clone()), real(p))[1])
+            def spy(p, real=real, drawn=drawn):
+                drawn.append(p.clone())
+                return real(p)
+            monkeypatch.setattr(sampling, "draw", spy)
             ids = sampling.sample_filtered(x, 0, top_p, min_p)
             monkeypatch.setattr(sampling, "draw", real)
             assert (ref.gather(-1, ids[:, None]) > 0).all()          # every draw is inside the nucleus
