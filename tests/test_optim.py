@@ -13,7 +13,8 @@ from picochat.config import TrainConfig
 from picochat.model import Llama, ModelConfig
 from picochat.rundir import PicochatError
 from picochat.train import pretrain as pretrain_module
-from picochat.train.optim import Optimizers, make_optimizer
+from picochat.hardware import pick_dtype
+from picochat.train.optim import Muon, Optimizers, make_optimizer
 
 
 def micro_model() -> Llama:
@@ -47,6 +48,27 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
     assert in_adamw | in_muon == set(names.values()) and not in_adamw & in_muon
     with pytest.raises(PicochatError, match="adamw or muon"):
         TrainConfig(optimizer="sgd")
+
+
+def test_muon_is_torchs_update_with_its_iterations_in_the_hardwares_dtype():
+    torch.manual_seed(0)
+    start = torch.randn(48, 24)
+    params = {name: torch.nn.Parameter(start.clone()) for name in ("torch", "bf16", "fp32")}
+    settings = {"lr": 0.02, "weight_decay": 0.1, "adjust_lr_fn": "match_rms_adamw"}
+    optimizers = {"torch": torch.optim.Muon([params["torch"]], **settings),
+                  "bf16": Muon([params["bf16"]], ns_dtype=torch.bfloat16, **settings),
+                  "fp32": Muon([params["fp32"]], ns_dtype=torch.float32, **settings)}
+    for _ in range(3):
+        grad = torch.randn(48, 24)
+        for name, opt in optimizers.items():
+            params[name].grad = grad.clone()
+            opt.step()
+    assert torch.equal(params["bf16"], params["torch"])
+    moved = (params["torch"] - start).norm()
+    assert (params["fp32"] - params["torch"]).norm() < 0.05 * moved      # the same step, more precisely
+    assert not torch.equal(params["fp32"], params["torch"])
+    muon = make_optimizer(micro_model(), TrainConfig(optimizer="muon"), torch.device("cpu")).optimizers[1]
+    assert muon.ns_dtype == pick_dtype("auto", torch.device("cpu"))
 
 
 def test_joint_state_dict_round_trips_and_training_continues_identically():

@@ -4,8 +4,8 @@
 
 - "adamw": AdamW; weight decay on matrices only (not norms); torch's fused kernel.
 - "muon": Muon (torch.optim.Muon: momentum, then the update orthogonalised by Newton-Schulz
-  iterations, so every direction of a matrix moves at the same rate) for the attention and MLP
-  matrices, with AdamW for what Muon is not meant for: the embedding and output head (rows
+  iterations, so every direction of a matrix moves at the same rate; here with the iterations
+  in fp32 where the hardware has no fast bf16, see `Muon`) for the attention and MLP matrices, with AdamW for what Muon is not meant for: the embedding and output head (rows
   looked up or read out one token at a time) and the norms. Muon's update is scaled to the RMS
   AdamW's has ("match_rms_adamw"), so one learning rate and one schedule drive both.
 
@@ -15,6 +15,7 @@ bench/optimizers.py trains both at equal steps and FLOPs and prints validation b
 from __future__ import annotations
 
 import torch
+from torch.optim._muon import _adjust_lr
 
 from picochat.rundir import PicochatError
 
@@ -65,6 +66,43 @@ class Optimizers:
             offset += len(ids)
 
 
+class Muon(torch.optim.Muon):
+    """torch's Muon with its Newton-Schulz iterations in `ns_dtype`. torch runs them in bf16,
+    which is right where bf16 matrix products are native (GPUs, CPUs with AMX or AVX-512 BF16);
+    on a CPU without them bf16 is emulated, and the optimizer step alone took over three times
+    a cpu-tiny forward and backward pass (bench/muon_step.py measures it). In fp32
+    the iterations cost what fp32 products cost. State and settings are torch's, so checkpoints
+    of either load in the other."""
+
+    def __init__(self, params, ns_dtype: torch.dtype = torch.bfloat16, **settings):
+        super().__init__(params, **settings)
+        self.ns_dtype = ns_dtype
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            a, b, c = group["ns_coefficients"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - group["momentum"])
+                update = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+                x = update.to(self.ns_dtype)
+                tall = x.size(0) > x.size(1)
+                x = x.T if tall else x
+                x = x / x.norm().clamp(min=group["eps"])       # spectral norm at most 1
+                for _ in range(group["ns_steps"]):
+                    gram = x @ x.T
+                    x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+                x = x.T if tall else x
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(x.to(p.dtype), alpha=-_adjust_lr(group["lr"], group["adjust_lr_fn"], p.shape))
+
+
 def make_optimizer(model: torch.nn.Module, cfg, device: torch.device):
     """The recipe's optimizer (cfg.optimizer) over the model's trainable parameters."""
     fused = device.type in ("cuda", "cpu")
@@ -75,8 +113,10 @@ def make_optimizer(model: torch.nn.Module, cfg, device: torch.device):
         raise PicochatError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {cfg.optimizer!r}")
     hidden = [p for n, p in params if p.dim() == 2 and not is_vocabulary(n)]
     rest = [p for n, p in params if p.dim() != 2 or is_vocabulary(n)]
-    muon = torch.optim.Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.95,
-                            nesterov=True, adjust_lr_fn="match_rms_adamw")
+    from picochat.hardware import pick_dtype
+
+    muon = Muon(hidden, ns_dtype=pick_dtype("auto", device), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                momentum=0.95, nesterov=True, adjust_lr_fn="match_rms_adamw")
     return Optimizers(adamw(rest, cfg, fused), muon)
 
 
