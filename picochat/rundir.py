@@ -7,6 +7,7 @@
     runs/<name>/metrics/        <stage>.jsonl, one JSON object per logged step
     runs/<name>/samples/        <stage>.json, generations at a fixed seed (picochat.sample)
     runs/<name>/evals/          <stage>.json, benchmark results (picochat.evals)
+    runs/<name>/prefs/          comparisons.jsonl: pairs and labels (picochat.prefs)
 
 Every write goes through `atomic_write*` (temp file in the same folder + rename), so a killed
 process leaves either the old file or the new one, never half of one.
@@ -146,6 +147,10 @@ class RunDir:
     @property
     def metrics(self) -> Path:
         return self.path / "metrics"
+
+    @property
+    def prefs(self) -> Path:
+        return self.path / "prefs"
 
     @property
     def report(self) -> Path:

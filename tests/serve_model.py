@@ -115,13 +115,14 @@ def free_port() -> int:
 class LiveServer:
     """`picochat serve` in its own process on a free port, ready when /health answers."""
 
-    def __init__(self, run: Path, *extra: str):
+    def __init__(self, run: Path, *extra: str, command: str = "serve"):
+        self.run = Path(run)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = run / f"serve-{self.port}.log"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "picochat.cli", "serve", "--run", str(run), "--stage", "sft",
+            [sys.executable, "-m", "picochat.cli", command, "--run", str(run), "--stage", "sft",
              "--port", str(self.port), "--dtype", "fp32", *extra],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 90
@@ -129,7 +130,7 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                if httpx.get(self.url + ("/health" if command == "serve" else "/"), timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.3)

@@ -139,3 +139,81 @@ def test_markdown_renders_and_escapes(ui_server, browser):
     assert "<ul><li>one</li><li>two</li></ul>" in html
     assert '<a href="https://example.org"' in html and 'href="javascript' not in html
     assert "<img" not in html and "<script" not in html and "&lt;script&gt;" in html
+
+
+# --- feedback and the labeling page ---------------------------------------------------------------
+def test_thumbs_and_which_was_better_reach_the_store(ui_server, browser):
+    from picochat.prefs.store import Store
+
+    d = browser
+    d.get(ui_server.url + "/")
+    settings = {"system": "", "temperature": 0, "top_p": 1, "max_tokens": 200, "seed": "", "api_key": ""}
+    d.execute_script("localStorage.setItem('picochat.v1', arguments[0])",
+                     json.dumps({"settings": settings, "conversations": [], "current": None}))
+    d.refresh()
+    wait(d, lambda d: d.find_element(By.ID, "model-name").text)
+    box = d.find_element(By.ID, "input")
+    box.send_keys("Tell me a story.")
+    box.send_keys(Keys.ENTER)
+    wait(d, lambda d: idle(d) and last_answer(d) == STORY)
+    d.find_element(By.CSS_SELECTOR, ".msg.assistant .rate-down").click()
+    wait(d, lambda d: "sent" in d.find_element(By.CSS_SELECTOR, ".msg.assistant .rate-down").text)
+    # the greedy model would regenerate the same story: make the answer on screen an older one
+    d.execute_script("const c = current(); c.messages[c.messages.length - 1].content = 'An older answer.';"
+                     "save(); renderMessages();")
+    d.find_element(By.XPATH, "//div[contains(@class,'assistant')]//button[text()='Regenerate']").click()
+    wait(d, lambda d: idle(d) and d.find_elements(By.CSS_SELECTOR, ".compare"))
+    d.find_element(By.XPATH, "//div[contains(@class,'compare')]//button[text()='The previous one']").click()
+    wait(d, lambda d: not d.find_elements(By.CSS_SELECTOR, ".compare"))
+    contents = Store(ui_server.run / "prefs").read()
+    assert [(r.rating, r.answer[-1]["content"]) for r in contents.ratings] == [("down", STORY)]
+    [label] = [lab for lab in contents.labels if lab.source == "feedback"]
+    pair = contents.pairs[label.pair]
+    assert label.label == "b" and pair.a[-1]["content"] == STORY and pair.b[-1]["content"] == "An older answer."
+
+
+@pytest.fixture(scope="module")
+def label_page(ui_server):
+    from picochat.prefs import sources
+    from picochat.prefs.store import Store
+
+    store = Store(ui_server.run / "prefs")
+    for rule in ("identity", "refusal", "unknowable"):
+        prompt, chosen, rejected = sources.RULE_MAKERS[rule](__import__("random").Random(rule), "train")
+        store.add_pair(prompt, chosen, rejected, "test-waiting")
+    s = LiveServer(ui_server.run, command="label")
+    yield s, store
+    s.stop()
+
+
+def test_labeling_page_labels_undoes_and_stores(label_page, browser):
+    server, store = label_page
+    waiting = [p for p in store.read().pairs.values() if p.source == "test-waiting"]
+    d = browser
+    d.get(server.url + "/")
+    name = d.find_element(By.ID, "labeler")
+    wait(d, lambda d: "labeling" in d.find_element(By.ID, "instructions").text.lower() or
+         d.find_element(By.ID, "version").text)
+    name.clear()
+    name.send_keys("tester")
+    name.send_keys(Keys.TAB)                                    # change: the first pair loads
+    first = d.find_element(By.CSS_SELECTOR, "#answer-a .text")
+    wait(d, lambda d: first.text)
+    d.find_element(By.TAG_NAME, "body").send_keys("1")          # A is better, by key
+    wait(d, lambda d: "you: 1 labels" in d.find_element(By.ID, "progress").text)
+    second_a = d.find_element(By.CSS_SELECTOR, "#answer-a .text").text
+    d.find_element(By.XPATH, "//button[@data-label='b']").click()
+    wait(d, lambda d: "you: 2 labels" in d.find_element(By.ID, "progress").text)
+    d.find_element(By.TAG_NAME, "body").send_keys("u")          # undo: the second pair comes back
+    wait(d, lambda d: "you: 1 labels" in d.find_element(By.ID, "progress").text)
+    assert d.find_element(By.CSS_SELECTOR, "#answer-a .text").text == second_a
+    d.find_element(By.ID, "better").send_keys("I'm picochat, and I can't help with that.")
+    d.find_element(By.XPATH, "//button[@data-label='both_bad']").click()
+    wait(d, lambda d: "you: 2 labels" in d.find_element(By.ID, "progress").text)
+    mine = [lab for lab in store.read().labels if lab.labeler == "tester"]
+    assert [(lab.pair, lab.label) for lab in mine] == [(waiting[0].id, "a"), (waiting[1].id, "both_bad")]
+    assert mine[0].source == "human" and mine[0].instructions.startswith("labeling.md@")
+    assert mine[1].better[-1]["content"] == "I'm picochat, and I can't help with that."
+    assert any(m[-1]["content"].startswith("I'm picochat, and") for m in store.written_answers())
+    ARTIFACTS.mkdir(exist_ok=True)
+    d.save_screenshot(str(ARTIFACTS / "label.png"))

@@ -6,6 +6,8 @@
     POST /v1/completions        raw text continuation (prompts as texts or token ids; echo with
                                 logprobs scores the prompt)
     POST /v1/embeddings         one vector per input: the model's own mean-pooled hidden states
+    POST /v1/feedback           a thumbs up/down on an answer, or which of two answers was better:
+                                stored in runs/R/prefs for the reward model and DPO (picochat.prefs)
     GET  /v1/models             the one model this server holds
     GET  /health                liveness and load
     GET  /                      the chat page (static files in picochat/serve/static/)
@@ -42,7 +44,8 @@ from picochat.engine import SamplingParams
 from picochat.rundir import PicochatError
 from picochat.serve.scheduler import Busy, GenRequest, Scheduler
 from picochat.serve.schemas import (MAX_INPUTS, ChatCompletion, ChatCompletionRequest, Completion,
-                                    CompletionRequest, EmbeddingList, EmbeddingRequest, ErrorResponse, ModelList)
+                                    CompletionRequest, EmbeddingList, EmbeddingRequest, ErrorResponse,
+                                    FeedbackRequest, ModelList)
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.8, 0.95     # as generation_config.json
@@ -130,8 +133,8 @@ class Guard:
 class Server:
     """What the handlers share: the tokenizer, the scheduler and the limits."""
 
-    def __init__(self, net, tokenizer, tools, config: ServeConfig, model=None):
-        self.tokenizer, self.config = tokenizer, config
+    def __init__(self, net, tokenizer, tools, config: ServeConfig, model=None, store=None):
+        self.tokenizer, self.config, self.store = tokenizer, config, store
         self.context = net.config.max_seq_len
         self.vocab = net.config.vocab_size
         self.dim = net.config.dim
@@ -180,15 +183,7 @@ class Server:
         from picochat.chat import normalize, render_prompt
 
         reject_unsupported(req)
-        messages: list[dict] = []
-        for m in req.messages:
-            role = "system" if m.role == "developer" else m.role
-            msg: dict[str, Any] = {"role": role, "content": m.text()}
-            if role == "assistant" and m.tool_calls:
-                msg["tool_calls"] = [{"type": "function", "function": {"name": c.function.name,
-                                                                       "arguments": c.function.arguments}}
-                                     for c in m.tool_calls]
-            messages.append(msg)
+        messages = chat_messages(req.messages)
         client_tools: frozenset[str] = frozenset()
         if req.tools and req.tool_choice != "none":
             client_tools = frozenset(t.function.name for t in req.tools)
@@ -315,6 +310,39 @@ class Prompt:
 class Echo:
     text: str
     logprobs: list[dict]        # one entry per echoed token (empty when logprobs are not asked)
+
+
+def chat_messages(messages) -> list[dict]:
+    """A request's messages in picochat's schema (developer -> system; tool calls kept)."""
+    out: list[dict] = []
+    for m in messages:
+        role = "system" if m.role == "developer" else m.role
+        msg: dict[str, Any] = {"role": role, "content": m.text()}
+        if role == "assistant" and m.tool_calls:
+            msg["tool_calls"] = [{"type": "function", "function": {"name": c.function.name,
+                                                                   "arguments": c.function.arguments}}
+                                 for c in m.tool_calls]
+        out.append(msg)
+    return out
+
+
+def store_feedback(store, body: FeedbackRequest) -> dict:
+    """A rating or a comparison from a user, into the run's comparisons store."""
+    if store is None:
+        raise APIError(503, "this server keeps no feedback (it was started without a run)", code="no_store")
+    messages, user = chat_messages(body.messages), body.user or "user"
+    try:
+        if body.rating is not None and body.answer is not None and body.answers is None:
+            made = store.add_rating(messages, body.answer, body.rating, labeler=user)
+            return {"stored": "rating", "id": made.id}
+        if body.answers is not None and body.preferred is not None and body.answer is None:
+            pair = store.add_pair(messages, body.answers[0], body.answers[1], "feedback")
+            label = store.add_label(pair, body.preferred, labeler=user, source="feedback", known={pair.id: pair})
+            return {"stored": "comparison", "id": pair.id, "label_id": label.id}
+    except PicochatError as e:
+        raise APIError(400, str(e), param="messages") from e
+    raise APIError(400, "send either answer and rating (up or down), or two answers and preferred "
+                        "(a, b, tie or both_bad)", param="rating")
 
 
 def logprob_entry(tokenizer, token: int, logprob: float | None, alternatives: list[tuple[int, float]]) -> dict:
@@ -661,6 +689,10 @@ def create_app(server: Server) -> FastAPI:
                 "data": [{"object": "embedding", "index": i, "embedding": encoded(v, body.encoding_format)}
                          for i, v in enumerate(vectors)]}
 
+    @app.post("/v1/feedback", responses=ERRORS)
+    async def feedback(body: FeedbackRequest):
+        return await asyncio.to_thread(store_feedback, server.store, body)
+
     @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -815,7 +847,8 @@ async def completion_chunks(stream: Stream, body, head: dict, echoes: list[Echo]
 
 
 # --- running it ----------------------------------------------------------------------------------
-def build_server(folder: Path, config: ServeConfig, dtype: str = "auto", device: str = "cpu") -> Server:
+def build_server(folder: Path, config: ServeConfig, dtype: str = "auto", device: str = "cpu",
+                 store=None) -> Server:
     """Load a model directory the engine's way (`load_engine`: weights, tokenizer, decode-oriented
     FastLlama in fp32 / bf16 / int8, built-in tools) and put a scheduler in front of it."""
     from picochat.engine import load_engine
@@ -826,7 +859,7 @@ def build_server(folder: Path, config: ServeConfig, dtype: str = "auto", device:
     # embeddings and echoed prompts' logprobs need every position's output, which FastLlama does
     # not give: a plain Llama of the same weights (fp32) serves them
     model = load_pretrained(folder, device=engine.net.device).eval()
-    return Server(engine.net, engine.tokenizer, engine.tools, config, model=model)
+    return Server(engine.net, engine.tokenizer, engine.tools, config, model=model, store=store)
 
 
 def serve(run, stage: str = "sft", host: str = "127.0.0.1", port: int = 8000, dtype: str = "auto",
@@ -838,7 +871,9 @@ def serve(run, stage: str = "sft", host: str = "127.0.0.1", port: int = 8000, dt
         f"picochat {stage} --run {run.path} (or serve another stage with --stage base)"
     folder = run.require(run.model(stage), f"the {stage} model", how)
     config = ServeConfig(model_name=f"picochat-{Path(run.path).name}-{stage}", **options)
-    server = build_server(folder, config, dtype=dtype, device=device)
+    from picochat.prefs.store import Store
+
+    server = build_server(folder, config, dtype=dtype, device=device, store=Store(run.prefs))
     app = create_app(server)
     shown = f"[{host}]" if ":" in host else host
     print(f"picochat serve: {config.model_name} ({server.context}-token context)\n"

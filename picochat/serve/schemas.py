@@ -166,6 +166,18 @@ class EmbeddingRequest(_In):
 
 
 # --- responses (for the schema; the handlers build plain dicts) -----------------------------------
+class FeedbackRequest(_In):
+    """POST /v1/feedback: a thumbs up or down on one answer (answer + rating), or which of two
+    answers to the same conversation was better (answers + preferred: "a" is answers[0])."""
+    messages: list[ChatMessage] = Field(min_length=1, max_length=4096)
+    answer: Optional[str] = Field(default=None, max_length=MAX_STRING)
+    rating: Optional[Literal["up", "down"]] = None
+    answers: Optional[list[Annotated[str, Field(max_length=MAX_STRING)]]] = Field(default=None, min_length=2,
+                                                                                   max_length=2)
+    preferred: Optional[Literal["a", "b", "tie", "both_bad"]] = None
+    user: Optional[str] = Field(default=None, max_length=256)
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int

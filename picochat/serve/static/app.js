@@ -93,7 +93,22 @@ function renderMessage(m, index, conv) {
     if (m.role === "user") actions.append(button("Edit", () => startEdit(div, conv, index)));
     if (m.role === "assistant" && index === conv.messages.length - 1) actions.append(button("Regenerate", () => regenerate(conv)));
     actions.append(button("Copy", () => navigator.clipboard && navigator.clipboard.writeText(m.content)));
+    if (m.role === "assistant" && !m.error) {
+      const up = button(m.rated === "up" ? "👍 sent" : "👍", () => rate(conv, index, "up"));
+      const down = button(m.rated === "down" ? "👎 sent" : "👎", () => rate(conv, index, "down"));
+      up.className = "rate-up"; down.className = "rate-down";
+      actions.append(up, down);
+    }
     div.append(actions);
+    if (m.role === "assistant" && m.previous !== undefined && m.previous !== m.content && !m.compared) {
+      // after a regenerate: which of the two answers was better? (a comparison for RLHF)
+      const ask = document.createElement("div");
+      ask.className = "actions compare";
+      ask.append(document.createTextNode("Better than the previous answer? "),
+                 button("This one", () => compare(conv, index, "a")), button("The previous one", () => compare(conv, index, "b")),
+                 button("About the same", () => compare(conv, index, "tie")));
+      div.append(ask);
+    }
   }
   return div;
 }
@@ -144,8 +159,42 @@ function startEdit(div, conv, index) {
 
 function regenerate(conv) {
   if (controller) return;
-  while (conv.messages.length && conv.messages[conv.messages.length - 1].role === "assistant") conv.messages.pop();
-  generate(conv);
+  let previous;
+  while (conv.messages.length && conv.messages[conv.messages.length - 1].role === "assistant") previous = conv.messages.pop();
+  generate(conv, previous && !previous.error ? previous.content : undefined);
+}
+
+// --- feedback (POST /v1/feedback: stored in the run's comparisons for reward models and DPO) ---
+function promptFor(conv, index) {       // the conversation an answer answered
+  return apiMessages({messages: conv.messages.slice(0, index)});
+}
+
+async function feedback(body) {
+  const headers = {"Content-Type": "application/json"};
+  if (state.settings.api_key) headers["Authorization"] = "Bearer " + state.settings.api_key;
+  const res = await fetch("/v1/feedback", {method: "POST", headers, body: JSON.stringify(body)});
+  if (!res.ok) {
+    let msg = res.status + " " + res.statusText;
+    try { msg = (await res.json()).error.message; } catch (e) { /* not JSON */ }
+    setStatus("feedback not stored: " + msg);
+    return false;
+  }
+  setStatus("thanks: feedback stored");
+  return true;
+}
+
+async function rate(conv, index, rating) {
+  const m = conv.messages[index];
+  if (await feedback({messages: promptFor(conv, index), answer: m.content, rating})) {
+    m.rated = rating; save(); renderMessages();
+  }
+}
+
+async function compare(conv, index, preferred) {
+  const m = conv.messages[index];
+  if (await feedback({messages: promptFor(conv, index), answers: [m.content, m.previous], preferred})) {
+    m.compared = preferred; save(); renderMessages();
+  }
 }
 
 function send(text) {
@@ -167,12 +216,13 @@ function apiMessages(conv) {
   return msgs;
 }
 
-async function generate(conv) {
+async function generate(conv, previous) {
   const s = state.settings;
   const body = {model: "picochat", messages: apiMessages(conv), stream: true,
                 temperature: +s.temperature, top_p: +s.top_p, max_tokens: Math.max(1, parseInt(s.max_tokens) || 200)};
   if (s.seed !== "" && s.seed !== null && !isNaN(parseInt(s.seed))) body.seed = parseInt(s.seed);
   const answer = {role: "assistant", content: "", streaming: true};
+  if (previous !== undefined) answer.previous = previous;
   conv.messages.push(answer);
   controller = new AbortController();
   $("stop").hidden = false; $("send").disabled = true;
