@@ -8,6 +8,11 @@
     picochat midtrain --run R [--preset P] [--mixture FILE] [--resume]
     picochat factuality --run R [--stage mid] [--limit N]   (probe; "I don't know" labels for SFT)
     picochat sft --run R [--preset P] [--mixture FILE] [--resume]
+    picochat prefs --run R [--collect verifier,rules,hhh] [--judge URL --judge-model M]   (comparisons)
+    picochat label --run R [--stage sft] [--port N] [--labeler NAME]   (the labeling page)
+    picochat reward --run R [--resume]                 (reward model on the comparisons: runs/R/reward)
+    picochat dpo --run R [--beta B] [--loss dpo|ipo] [--resume]   (preference tuning: runs/R/dpo)
+    picochat compare --run R [--new dpo] [--old sft]   (blind win rates on held-out problems)
     picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
     picochat sample --run R [--stage base] --prompt TEXT [SAMPLING] [--dtype D] [--device D]
     picochat chat --run R [--stage sft] [--system TEXT] [SAMPLING] [--dtype D] [--device D]
@@ -152,6 +157,67 @@ def cmd_sft(args) -> None:
     preset = base_preset(run, args.preset)
     sft(run, preset, mixture=args.mixture, max_steps=args.max_steps, resume=args.resume,
         pack=not args.no_pack, **training_settings(sft_config(preset), args))
+
+
+def cmd_prefs(args) -> None:
+    from picochat.prefs.sources import collect, judge_pairs
+    from picochat.prefs.store import Store, summary
+
+    run = RunDir(args.run, create=False)
+    if args.collect:
+        collect(run, [s for s in args.collect.split(",") if s], stage=args.stage, seed=args.seed)
+    if args.judge:
+        judge_pairs(Store(run.prefs), args.judge, args.judge_model, limit=args.limit, api_key=args.api_key)
+    store = Store(run.prefs)
+    contents = store.read()
+    print(f"{store.path}: {len(contents.pairs):,} pairs, {len(contents.labels):,} labels"
+          + (f", {contents.skipped_lines} unreadable line(s) skipped" if contents.skipped_lines else ""))
+    print(f"{'source':14s} {'pairs':>6s} {'a':>5s} {'b':>5s} {'tie':>5s} {'bad':>5s} {'train':>6s} {'heldout':>7s} "
+          f"{'written':>7s}  agreement   labelers")
+    for source, e in sorted(summary(contents).items()):
+        if "up" in e:
+            print(f"{source:14s} {e['pairs']:6d}   pairs from {e['up']} up and {e['down']} down ratings")
+            continue
+        if "labels" not in e:
+            print(f"{source:14s} {e['pairs']:6d}   waiting for a label (picochat label)")
+            continue
+        n = e["labels"]
+        agree = e["agreement"]
+        agreed = f"{agree['agreed']}/{agree['pairs_compared']}" if agree["pairs_compared"] else "-"
+        print(f"{source:14s} {e['pairs']:6d} {n['a']:5d} {n['b']:5d} {n['tie']:5d} {n['both_bad']:5d} "
+              f"{e['train']:6d} {e['heldout']:7d} {e['written']:7d}  {agreed:10s} {', '.join(e['labelers'])[:40]}")
+
+
+def cmd_label(args) -> None:
+    from picochat.prefs.page import serve_label_page
+
+    serve_label_page(RunDir(args.run, create=False), args.stage, host=args.host, port=args.port,
+                     labeler=args.labeler, dtype=args.dtype, device=inference_device(args.device))
+
+
+def cmd_reward(args) -> None:
+    from picochat.train.reward import reward, reward_config
+
+    run = RunDir(args.run, create=False)
+    preset = base_preset(run, args.preset)
+    reward(run, preset, max_steps=args.max_steps, resume=args.resume, **training_settings(reward_config(preset), args))
+
+
+def cmd_dpo(args) -> None:
+    from picochat.train.dpo import dpo, dpo_config
+
+    run = RunDir(args.run, create=False)
+    preset = base_preset(run, args.preset)
+    dpo(run, preset, beta=args.beta, loss=args.loss, max_steps=args.max_steps, resume=args.resume,
+        **training_settings(dpo_config(preset), args))
+
+
+def cmd_compare(args) -> None:
+    from picochat.evals.preference import compare_stages, comparison_path
+
+    run = RunDir(args.run, create=False)
+    compare_stages(run, new=args.new, old=args.old, per_task=args.per_task)
+    print(f"-> {comparison_path(run, args.new, args.old)}")
 
 
 def cmd_speedrun(args) -> None:
@@ -366,6 +432,48 @@ def build_parser() -> argparse.ArgumentParser:
                    "whole conversations into each row)")
     add_training_flags(p)
     p.set_defaults(func=cmd_sft)
+
+    p = with_run(sub.add_parser("prefs", help="the comparisons collected (runs/R/prefs), per source; "
+                                "collect automatic ones, or have a judge label them"))
+    p.add_argument("--collect", help="comma-separated automatic sources: verifier, rules, hhh")
+    p.add_argument("--stage", default="sft", help="the model whose answers the verifier compares")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge", metavar="URL", help="an OpenAI-compatible endpoint (e.g. http://127.0.0.1:8080/v1) "
+                   "that labels the pairs it has not labeled")
+    p.add_argument("--judge-model", default="judge", help="the model name to ask for (default: %(default)s)")
+    p.add_argument("--api-key", help="the judge's API key, if it needs one")
+    p.add_argument("--limit", type=int, help="at most N pairs for the judge")
+    p.set_defaults(func=cmd_prefs)
+
+    p = with_run(sub.add_parser("label", help="the labeling page: compare two answers in the browser"))
+    p.add_argument("--stage", default="sft", help="the model whose answers are compared")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--labeler", help="your name on each label (the page asks when not given)")
+    add_generation_flags(p, sampling=False)
+    p.set_defaults(func=cmd_label)
+
+    p = with_run(sub.add_parser("reward", help="train a reward model on the comparisons (runs/R/reward)"))
+    p.add_argument("--preset", help="recipe to use (default: the preset the base model was trained with)")
+    add_training_flags(p)
+    p.set_defaults(func=cmd_reward)
+
+    p = with_run(sub.add_parser("dpo", help="tune the chat model toward the preferred answers (runs/R/dpo)"))
+    p.add_argument("--preset", help="recipe to use (default: the preset the base model was trained with)")
+    p.add_argument("--beta", type=float, default=0.1, help="how far from the SFT model it may move "
+                   "(smaller: further) (default: %(default)s)")
+    p.add_argument("--loss", default="dpo", choices=["dpo", "ipo", "rpo"],
+                   help="dpo; ipo (a fixed target margin); rpo (dpo + the chosen answers' likelihood) "
+                        "(default: %(default)s)")
+    add_training_flags(p)
+    p.set_defaults(func=cmd_dpo)
+
+    p = with_run(sub.add_parser("compare", help="two stages answer the same held-out problems; win rates "
+                                "judged by the task checkers and the reward model"))
+    p.add_argument("--new", default="dpo")
+    p.add_argument("--old", default="sft")
+    p.add_argument("--per-task", type=int, default=40, help="held-out problems per task (default: %(default)s)")
+    p.set_defaults(func=cmd_compare)
 
     p = with_run(sub.add_parser("speedrun", help="the whole chain, skipping stages already done"))
     p.add_argument("--preset", default="cpu-tiny")

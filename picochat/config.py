@@ -56,6 +56,8 @@ class Preset:
     vocab_size: int = 8192         # tokenizer size this preset expects
     sft: TrainConfig | None = None  # fine-tuning recipe (picochat sft); None: derived from train
     mid: TrainConfig | None = None  # mid-training recipe (picochat midtrain); None: derived from train
+    reward: TrainConfig | None = None  # reward-model recipe (picochat reward); None: derived from sft
+    dpo: TrainConfig | None = None  # preference tuning (picochat dpo); None: derived from sft
     # Seconds of one pretraining step on the machine its step counts were sized for: the speedrun
     # shortens every stage on a slower machine so the main job keeps its time (0: never).
     sized_for_step_seconds: float = 0.0
@@ -106,7 +108,8 @@ def get_preset(name: str) -> Preset:
                             "(`picochat presets` describes them)")
     p = PRESETS[name]
     return replace(p, model=replace(p.model), train=replace(p.train),
-                   sft=replace(p.sft) if p.sft else None, mid=replace(p.mid) if p.mid else None)
+                   **{stage: replace(getattr(p, stage)) if getattr(p, stage) else None
+                      for stage in ("sft", "mid", "reward", "dpo")})
 
 
 def parse_settings(obj, settings: list[str]) -> dict:

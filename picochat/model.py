@@ -329,10 +329,12 @@ class Llama(nn.Module):
 
 
 # --- Hugging Face model directories ----------------------------------------------------------
-def save_pretrained(model: Llama, folder: Path, tokenizer=None, extra_files: dict | None = None) -> None:
+def save_pretrained(model: Llama, folder: Path, tokenizer=None, extra_files: dict | None = None,
+                    architecture: dict | None = None) -> None:
     """Write a Hugging Face Llama directory: model.safetensors, generation_config.json, the
     tokenizer files when a tokenizer is given, and config.json last. Each file is written
-    atomically and config.json marks a complete directory; other contents (checkpoints/) stay."""
+    atomically and config.json marks a complete directory; other contents (checkpoints/) stay.
+    `architecture`: config.json entries that replace LlamaForCausalLM's (a reward model's)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -350,7 +352,7 @@ def save_pretrained(model: Llama, folder: Path, tokenizer=None, extra_files: dic
         tokenizer.save(folder)
     for name, obj in (extra_files or {}).items():
         atomic_write_json(folder / name, obj)
-    atomic_write_json(folder / "config.json", model.config.to_hf(bos, eos, pad))
+    atomic_write_json(folder / "config.json", {**model.config.to_hf(bos, eos, pad), **(architecture or {})})
 
 
 def load_pretrained(folder: Path, device: str | torch.device = "cpu") -> Llama:
@@ -363,9 +365,13 @@ def load_pretrained(folder: Path, device: str | torch.device = "cpu") -> Llama:
     if not config_path.exists():
         raise PicochatError(f"no model at {folder} (config.json missing); train or export one first")
     try:
-        config = ModelConfig.from_hf(json.loads(config_path.read_text()))
+        hf = json.loads(config_path.read_text())
+        config = ModelConfig.from_hf(hf)
     except (json.JSONDecodeError, KeyError) as e:
         raise PicochatError(f"{config_path} is not a valid Llama config ({e!r})") from e
+    if "LlamaForSequenceClassification" in hf.get("architectures", []):
+        raise PicochatError(f"{folder} is a reward model: it scores answers and writes none; load it with "
+                            "picochat.train.reward.load_reward, or use another stage")
     index = folder / "model.safetensors.index.json"
     files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() \
         else ["model.safetensors"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import statistics
@@ -38,8 +39,10 @@ GPU_DEFAULT_HOUR = 2.00
 
 # (run.json stage, label) in pipeline order; other stages found in run.json follow these
 PIPELINE = [("data", "data build"), ("tokenizer", "tokenizer train"), ("tokenize", "data tokenize"),
-            ("base", "pretrain"), ("sample", "sample base"), ("sft", "sft"), ("sample_sft", "sample sft"),
-            ("eval_base", "eval base"), ("eval_sft", "eval sft"), ("report", "report")]
+            ("base", "pretrain"), ("sample", "sample base"), ("mid", "midtrain"), ("factuality", "factuality labels"),
+            ("sft", "sft"), ("sample_sft", "sample sft"), ("eval_base", "eval base"), ("eval_mid", "eval mid"),
+            ("eval_sft", "eval sft"), ("prefs", "comparisons"), ("reward", "reward model"), ("dpo", "dpo"),
+            ("eval_dpo", "eval dpo"), ("compare", "compare dpo / sft"), ("report", "report")]
 OBJECTIVES = {"pretrain": "base"}      # metrics file stem -> model stage, when they differ
 NOT_RUN = "_not run_"
 
@@ -513,7 +516,7 @@ def evals_section(run: RunDir, evals: dict[str, dict], out: Path) -> str:
     return text + "\n\n" + eval_examples(evals)
 
 
-SKILLS = ("identity", "calculator", "copying", "unknowable", "factuality")
+SKILLS = ("identity", "calculator", "copying", "unknowable", "factuality", "hhh_heldout")
 
 
 def skills_section(run: RunDir, evals: dict[str, dict]) -> str:
@@ -545,6 +548,70 @@ def skills_section(run: RunDir, evals: dict[str, dict]) -> str:
                           f"{fmt_number(p['answered_accuracy'])} | {p['answered']} |"
                           for s, curve in curves.items() for p in curve)
     return text
+
+
+def wilson(p: float, n: int) -> tuple[float, float]:
+    """The 95% Wilson interval of a proportion p of n."""
+    if not n:
+        return 0.0, 1.0
+    z = 1.96
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pair_accuracy_rows(metrics: dict) -> list[str]:
+    """| source | n | held-out pair accuracy [95% CI] | rows from a reward or DPO stage's final metrics."""
+    rows = []
+    for key in ["heldout"] + sorted(k[len("heldout_"):-len("_pairs")] for k in metrics
+                                    if k.startswith("heldout_") and k.endswith("_pairs")):
+        prefix = "heldout" if key == "heldout" else f"heldout_{key}"
+        n, acc = metrics.get(f"{prefix}_pairs"), metrics.get(f"{prefix}_accuracy")
+        if isinstance(n, (int, float)) and isinstance(acc, (int, float)) and n:
+            lo, hi = wilson(acc, int(n))
+            rows.append(f"| {'all' if key == 'heldout' else key} | {int(n)} | {acc:.3f} [{lo:.3f}, {hi:.3f}] |")
+    return rows
+
+
+def preferences_section(run: RunDir) -> str:
+    """What was compared, how well the reward model and DPO rank held-out pairs, and whether DPO
+    beats SFT on held-out problems judged blind."""
+    from picochat.evals.preference import comparison_path
+    from picochat.prefs.store import Store, summary
+
+    contents = Store(run.prefs).read()
+    if not contents.labels and not contents.ratings:
+        return NOT_RUN + f" (`picochat prefs --run {run.path} --collect verifier,rules,hhh`)"
+    parts = ["| label source | pairs | train comparisons | held-out comparisons | labelers |\n|---|---:|---:|---:|---|"]
+    for source, e in sorted(summary(contents).items()):
+        if "train" in e:
+            labelers = ", ".join(e["labelers"])[:60]
+            parts[0] += f"\n| {source} | {e['pairs']} | {e['train']} | {e['heldout']} | {labelers} |"
+    stages = run.read_meta().get("stages", {})
+    for stage, title in (("reward", "Reward model (Bradley-Terry): held-out pair accuracy"),
+                         ("dpo", "DPO: held-out pairs ranked by the implicit reward beta * log(pi / ref)")):
+        m = (stages.get(stage) or {}).get("metrics") or {}
+        rows = pair_accuracy_rows(m)
+        if rows:
+            extra = f" (loss {stages[stage].get('loss')}, beta {stages[stage].get('beta')})" if stage == "dpo" else ""
+            margin = m.get("heldout_margin")
+            parts.append(f"{title}{extra}; mean held-out margin {fmt_number(margin)}.\n\n"
+                         "| source | n | accuracy [95% CI] |\n|---|---:|---:|\n" + "\n".join(rows))
+    compared = read_json(comparison_path(run, "dpo", "sft"))
+    if compared:
+        lines = ["| temperature | judge | n | wins / ties / losses | win rate [95% CI] | decisive win rate |",
+                 "|---:|---|---:|---:|---:|---:|"]
+        for t, entry in compared["temperatures"].items():
+            for judge in ("checker", "reward_model"):
+                c = entry.get(judge)
+                if c:
+                    ci = c.get("ci95") or [None, None]
+                    lines.append(f"| {t} | {judge.replace('_', ' ')} | {c['n']} | {c['wins']} / {c['ties']} / "
+                                 f"{c['losses']} | {fmt_number(c['win_rate'])} [{fmt_number(ci[0])}, "
+                                 f"{fmt_number(ci[1])}] | {fmt_number(c['decisive_win_rate'])} |")
+        parts.append(f"DPO against SFT, blind, on {compared['problems']} fresh held-out problems of "
+                     f"{', '.join(compared['tasks'])} (a tie counts half):\n\n" + "\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def centered_interval(task: dict) -> tuple[float, float] | None:
@@ -600,7 +667,7 @@ def eval_examples(evals: dict[str, dict]) -> str:
 def samples_section(run: RunDir) -> str:
     from picochat.sample import make_samples, samples_fresh
 
-    stages = model_stages(run)
+    stages = [s for s in model_stages(run) if s != "reward"]      # the reward model writes no text
     if not stages:
         return NOT_RUN + " (no model to sample from)"
     parts = []
@@ -694,6 +761,7 @@ def write_report(run: RunDir, price_per_hour: float | None = None) -> Path:
             guarded("Training", training_section, run, out),
             guarded("Evaluations", evals_section, run, evals, out),
             guarded("Skills: copying, tools and knowing what it doesn't know", skills_section, run, evals),
+            guarded("Preferences: reward model and DPO", preferences_section, run),
             guarded("Samples", samples_section, run),
             guarded("Data", data_section, run),
         ]

@@ -3,7 +3,9 @@
     picochat speedrun --run runs/demo --preset cpu-tiny
 
 data build -> tokenizer train -> data tokenize -> pretrain -> sample base -> midtrain
--> factuality labels -> sft -> sample sft -> eval base -> eval mid -> eval sft -> report
+-> factuality labels -> sft -> sample sft -> eval base -> eval mid -> eval sft
+-> comparisons (verifier, rules, hhh_alignment) -> reward model -> dpo -> eval dpo
+-> compare dpo with sft (blind, held-out) -> report
 
 Each stage is skipped when its artifacts are complete, so a killed speedrun picks up where it
 stopped: pretraining and SFT resume from their newest checkpoint, the data build from its
@@ -44,7 +46,7 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
               f"(pretrain {preset.train.max_steps}, mid {preset.mid.max_steps}, sft {preset.sft.max_steps})",
               flush=True)
     record = {"preset": preset.name, "step_scale": scale}
-    for stage in plan(run, preset, source, workers, mixture, eval_limit, mid_mixture):
+    for stage in plan(run, preset, source, workers, mixture, eval_limit, mid_mixture, scale):
         if stage.done():
             print(f"=== {stage.title}: already done, skipped ===", flush=True)
             continue
@@ -81,30 +83,37 @@ def step_scale(preset: Preset) -> float:
 
 def scaled(preset: Preset, factor: float) -> Preset:
     """The recipe with every training stage's steps multiplied by `factor` (at least 10 each)."""
+    from picochat.train.dpo import dpo_config
     from picochat.train.midtrain import mid_config
+    from picochat.train.reward import reward_config
     from picochat.train.sft import sft_config
 
     def fewer(cfg: TrainConfig) -> TrainConfig:
         steps = max(10, round(cfg.max_steps * factor))
         return replace(cfg, max_steps=steps, warmup_steps=min(cfg.warmup_steps, max(1, steps // 4)),
                        ckpt_every=min(cfg.ckpt_every, steps) if cfg.ckpt_every else 0)
-    return replace(preset, train=fewer(preset.train), mid=fewer(mid_config(preset)), sft=fewer(sft_config(preset)))
+    return replace(preset, train=fewer(preset.train), mid=fewer(mid_config(preset)), sft=fewer(sft_config(preset)),
+                   reward=fewer(reward_config(preset)), dpo=fewer(dpo_config(preset)))
 
 
 def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture: str | None,
-         eval_limit: int | None, mid_mixture: str | None = None) -> list[Stage]:
+         eval_limit: int | None, mid_mixture: str | None = None, scale: float = 1.0) -> list[Stage]:
     from picochat.data.build import build_corpus
     from picochat.data.corpus import train_run_tokenizer
     from picochat.data.shards import tokenize_corpus
+    from picochat.evals.preference import compare_stages, comparison_path
+    from picochat.prefs.sources import SOURCES, collect
     from picochat.report import write_report
     from picochat.sample import samples_fresh, store_samples
     from picochat.sft_data.factuality import label_run
     from picochat.train.midtrain import midtrain
+    from picochat.train.dpo import dpo
     from picochat.train.pretrain import pretrain
+    from picochat.train.reward import reward
     from picochat.train.sft import sft
 
     def data_done() -> bool:
-        return run.read_meta().get("stages", {}).get("data", {}).get("status") == "done"
+        return stage_done(run, "data")
 
     def build() -> None:
         kwargs = {"workers": workers} if source is None else {"source": source, "workers": workers}
@@ -128,6 +137,20 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
 
     def train_sft() -> None:
         sft(run, preset, mixture=mixture, resume=True)
+
+    def comparisons() -> dict:
+        return {"collected": collect(run, list(SOURCES), stage="sft", scale=scale, limit=eval_limit)}
+
+    def train_reward() -> None:
+        reward(run, preset, resume=True)
+
+    def train_dpo() -> None:
+        dpo(run, preset, resume=True)
+
+    def compare() -> dict:
+        result = compare_stages(run, "dpo", "sft", per_task=eval_limit or 40)
+        return {t: {"win_rate": e["checker"]["win_rate"], "ci95": e["checker"]["ci95"]}
+                for t, e in result["temperatures"].items()}
 
     def samples(stage: str) -> Callable[[], dict]:
         return lambda: {"samples": len(store_samples(run, stage))}
@@ -160,9 +183,23 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
               evaluate("mid")),
         Stage("eval_sft", "eval: the chat model on the chat suite", lambda: evals_done(run, "sft"),
               evaluate("sft")),
+        Stage("prefs", "prefs: comparisons from the verifier, the labeling rules and hhh_alignment",
+              lambda: stage_done(run, "prefs"), comparisons),
+        Stage("reward", "reward: a reward model on the comparisons", model_done("reward"), train_reward,
+              records_itself=True),
+        Stage("dpo", "dpo: the chat model tuned toward the preferred answers", model_done("dpo"), train_dpo,
+              records_itself=True),
+        Stage("eval_dpo", "eval: the preference-tuned model on the chat suite", lambda: evals_done(run, "dpo"),
+              evaluate("dpo")),
+        Stage("compare", "compare: dpo against sft on held-out problems, judged blind",
+              lambda: comparison_path(run, "dpo", "sft").exists() and stage_done(run, "compare"), compare),
         # always rewritten: it is cheap and should show the latest of everything
         Stage("report", "report card", lambda: False, lambda: {"path": str(write_report(run))}),
     ]
+
+
+def stage_done(run: RunDir, name: str) -> bool:
+    return run.read_meta().get("stages", {}).get(name, {}).get("status") == "done"
 
 
 # --- evals --------------------------------------------------------------------------------------

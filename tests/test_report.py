@@ -168,7 +168,8 @@ def test_eval_table_across_stages_with_aggregates_and_plot(speedrun_run, tmp_pat
         meta["stages"].pop(stage, None)
     (run / "run.json").write_text(json.dumps(meta))
     (run / "evals").mkdir(exist_ok=True)
-    (run / "evals" / "mid.json").unlink(missing_ok=True)      # two stages evaluated: base and sft
+    for other in ("mid", "dpo"):                               # two stages evaluated: base and sft
+        (run / "evals" / f"{other}.json").unlink(missing_ok=True)
     (run / "evals" / "base.json").write_text(json.dumps(base))
     (run / "evals" / "sft.json").write_text(json.dumps(sft))
     text = write_report(RunDir(run)).read_text()
@@ -189,9 +190,11 @@ def test_eval_table_across_stages_with_aggregates_and_plot(speedrun_run, tmp_pat
 def test_report_of_a_base_only_run_says_what_did_not_run(speedrun_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(speedrun_run, run, ignore=shutil.ignore_patterns("sft", "sft.jsonl", "samples", "evals",
-                                                                       "tokens", "report"))
+                                                                       "tokens", "report", "reward", "dpo", "prefs",
+                                                                       "reward.jsonl", "dpo.jsonl"))
     meta = json.loads((run / "run.json").read_text())
-    for stage in ("sft", "sample", "sample_sft", "eval_base", "eval_sft", "report", "tokenize"):
+    for stage in ("sft", "sample", "sample_sft", "eval_base", "eval_sft", "report", "tokenize", "prefs", "reward",
+                  "dpo", "eval_dpo", "compare"):
         meta["stages"].pop(stage, None)
     (run / "run.json").write_text(json.dumps(meta))
     text = write_report(RunDir(run)).read_text()

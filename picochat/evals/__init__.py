@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 
 from picochat import bigbench
-from picochat.evals import bpb, generative, heldout, multiple_choice, probes
+from picochat.evals import bpb, generative, heldout, multiple_choice, preference, probes
 from picochat.evals.scoring import aggregate, summarize
 from picochat.evals.subject import Subject, TaskUnavailable
 from picochat.rundir import PicochatError, RunDir, atomic_write_json
@@ -97,6 +97,8 @@ def _registry() -> dict[str, Task]:
              "live data, private facts, the future: the answer says I don't know"),
         Task("factuality", "skill", "accuracy", 100, generative.factuality,
              "what held-out dictionary words of the corpus mean; abstentions and the answer-rate curve"),
+        Task("hhh_heldout", "skill", "accuracy", 100, preference.hhh_heldout,
+             "BIG-bench hhh_alignment, the third never trained on: the better answer more likely"),
     ]
     return {t.name: t for t in tasks}
 
