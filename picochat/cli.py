@@ -14,7 +14,7 @@
     picochat dpo --run R [--beta B] [--loss dpo|ipo] [--resume]   (preference tuning: runs/R/dpo)
     picochat compare --run R [--new dpo] [--old sft]   (blind win rates on held-out problems)
     picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
-    picochat sample --run R [--stage base] --prompt TEXT [SAMPLING] [--dtype D] [--device D]
+    picochat sample --run R [--stage base] --prompt TEXT [SAMPLING] [--best-of N] [--dtype D] [--device D]
     picochat chat --run R [--stage sft] [--system TEXT] [SAMPLING] [--dtype D] [--device D]
     picochat serve --run R [--stage sft] [--host H] [--port N] [--api-key KEY] [--max-concurrency N]
                    [--dtype D] [--device D]
@@ -230,7 +230,7 @@ def cmd_sample(args) -> None:
     from picochat.sample import sample
 
     sample(RunDir(args.run, create=False), args.stage, args.prompt, dtype=args.dtype,
-           device=inference_device(args.device), **sampling_settings(args))
+           device=inference_device(args.device), best_of=args.best_of, **sampling_settings(args))
 
 
 def cmd_serve(args) -> None:
@@ -484,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_run(sub.add_parser("sample", help="generate text from a trained model"))
     p.add_argument("--stage", default="base")
     p.add_argument("--prompt", default="")
+    p.add_argument("--best-of", type=int, default=1, metavar="N",
+                   help="chat stages: sample N answers, print the one the reward model scores highest")
     add_generation_flags(p, sampling=True)
     p.set_defaults(func=cmd_sample)
 

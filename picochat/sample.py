@@ -1,9 +1,12 @@
 """Sample from a trained model, streaming tokens to the terminal as they come.
 
     picochat sample --run R [--stage base] --prompt "ROMEO." --temperature 0.8 --seed 1 [--dtype auto]
+    picochat sample --run R --stage sft --prompt "who are you?" --temperature 1 --best-of 8
 
 A base model continues the prompt as a document; a chat stage (sft, dpo, rl) answers it as a
-user message rendered through the chat template.
+user message rendered through the chat template. With --best-of N a chat stage samples N
+answers together and prints the one the run's reward model (runs/R/reward) scores highest,
+after every candidate's score.
 
 The speedrun stores each stage's samples at a fixed seed in runs/R/samples/<stage>.json
 (`store_samples`), and the report card shows them (`samples_fresh`, else `make_samples`).
@@ -15,7 +18,7 @@ import sys
 import time
 
 from picochat.engine import Engine, SamplingParams, TextStream, generate, load_engine
-from picochat.rundir import RunDir, atomic_write_json
+from picochat.rundir import PicochatError, RunDir, atomic_write_json
 from picochat.tools import default_tools
 
 SAMPLE_PROMPTS = ["The meaning of life is", "In the beginning", "Python is a programming language that"]
@@ -26,15 +29,19 @@ SAMPLING = {"base": dict(temperature=0.6, top_k=50, top_p=0.95, max_tokens=60, s
 
 
 def sample(run: RunDir, stage: str, prompt: str, out=sys.stdout, dtype: str = "fp32", device: str = "cpu",
-           **sampling) -> str:
+           best_of: int = 1, **sampling) -> str:
     """Stream a continuation (base) or an answer (chat stages) of `prompt` to `out`; returns it.
     dtype and device as `load_engine` takes them; the defaults (fp32 on the CPU) keep the
     speedrun's stored samples the same on every machine."""
     params = SamplingParams(**sampling)
     engine = load_engine(run.require_model(stage), dtype=dtype, device=device,
                          tools=None if stage == "base" else default_tools())
+    if stage != "base" and best_of > 1:
+        return _best_answer(run, engine, prompt, params, best_of, out)
     if stage != "base":
         return _answer(engine, prompt, params, out)
+    if best_of > 1:
+        raise PicochatError("--best-of ranks chat answers with the reward model; sample a chat stage (--stage sft)")
     tokenizer = engine.tokenizer
     ids, stop = tokenizer.encode(prompt, bos=True), {tokenizer.bos_id}
     out.write(prompt)
@@ -50,6 +57,28 @@ def sample(run: RunDir, stage: str, prompt: str, out=sys.stdout, dtype: str = "f
     pieces.append(stream.flush())
     out.write(pieces[-1] + "\n")
     return "".join(pieces)
+
+
+def _best_answer(run: RunDir, engine: Engine, prompt: str, params: SamplingParams, n: int, out) -> str:
+    """N answers sampled together, ranked by the reward model; prints their scores, then the best."""
+    from picochat.chat import render_prompt
+    from picochat.train.reward import RewardScorer
+
+    scorer = RewardScorer(run.require_model("reward"))
+    messages = [{"role": "user", "content": prompt}]
+    answers = engine.generate_batch([render_prompt(engine.tokenizer, messages)] * n, params)
+    scores = scorer(messages, [a.messages if a.messages and a.messages[-1]["role"] == "assistant"
+                               else [{"role": "assistant", "content": a.text}] for a in answers])
+    for i in sorted(range(n), key=lambda i: -scores[i]):
+        out.write(f"[{scores[i]:+.3f}] {a_line(answers[i].text)}\n")
+    best = answers[max(range(n), key=lambda i: scores[i])].text
+    out.write(f"best of {n}: {best}\n")
+    return best
+
+
+def a_line(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _answer(engine: Engine, prompt: str, params: SamplingParams, out) -> str:

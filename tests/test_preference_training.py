@@ -66,3 +66,19 @@ def test_dpo_ranks_held_out_pairs_it_never_saw(with_pairs):
     from picochat.engine import load_engine
 
     assert load_engine(with_pairs.model("dpo")).context == 1024
+
+
+def test_best_of_n_prints_the_candidate_the_reward_model_ranks_first(with_pairs):
+    import io
+    import re
+
+    from picochat.sample import sample
+
+    if not (with_pairs.model("reward") / "config.json").exists():
+        reward(with_pairs, PRESET, max_steps=10, progress=False, resume=True)
+    out = io.StringIO()
+    best = sample(with_pairs, "sft", "Who are you?", out=out, best_of=4, temperature=1.5, max_tokens=24, seed=3)
+    lines = out.getvalue().splitlines()
+    scores = [float(m.group(1)) for line in lines if (m := re.match(r"\[([-+]\d+\.\d+)\]", line))]
+    assert len(scores) == 4 and scores == sorted(scores, reverse=True)
+    assert out.getvalue().endswith(f"best of 4: {best}\n")

@@ -90,6 +90,15 @@ def test_speedrun_runs_every_stage_and_records_its_time(speedrun_run, capsys):
     assert stages["tokenize"]["tokens"]["train"] > 0
     assert stages["base"]["steps"] == 20 and stages["sft"]["mixture"] == "tiny"
     assert stages["speedrun"]["step_scale"] == 1.0       # micro is not sized to a machine: full steps
+    # the preference stages: comparisons collected, a reward model and DPO trained on them, a comparison
+    for name in ("prefs", "reward", "dpo", "eval_dpo", "compare"):
+        assert stages[name]["status"] == "done", name
+    # micro's 64-token context fits a few training pairs and no held-out ones
+    assert stages["reward"]["data"]["train_pairs"] > 0 and "accuracy" in stages["reward"]["metrics"]
+    assert stages["dpo"]["from"] == "sft" and (speedrun_run / "dpo" / "config.json").exists()
+    compared = json.loads((speedrun_run / "evals" / "compare-dpo-sft.json").read_text())
+    assert set(compared["temperatures"]) == {"0.0", "1.0"}
+    assert all(e["checker"]["n"] == compared["problems"] for e in compared["temperatures"].values())
     base = json.loads((speedrun_run / "samples" / "base.json").read_text())
     chat = json.loads((speedrun_run / "samples" / "sft.json").read_text())
     assert [s["prompt"] for s in base["samples"]] == SAMPLE_PROMPTS
