@@ -23,6 +23,7 @@ if not (CHROMIUM and DRIVER):
 By = pytest.importorskip("selenium.webdriver.common.by").By
 Keys = pytest.importorskip("selenium.webdriver.common.keys").Keys
 WebDriverWait = pytest.importorskip("selenium.webdriver.support.ui").WebDriverWait
+StaleElement = pytest.importorskip("selenium.common.exceptions").StaleElementReferenceException
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -63,7 +64,9 @@ def browser():
 
 
 def wait(driver, condition, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
+    """Polls `condition`; an element the page re-rendered between find and read is polled again."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                         ignored_exceptions=(StaleElement,)).until(lambda d: condition(d))
 
 
 def last_answer(driver) -> str:
