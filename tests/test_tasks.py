@@ -129,3 +129,20 @@ def test_factuality_checks_definitions_and_labels_wrong_answers_i_dont_know():
     curve = tradeoff(rows)
     assert curve[0]["answer_rate"] == 5 / 6 and curve[0]["answered_accuracy"] == 3 / 5
     assert curve[-1]["answer_rate"] < curve[0]["answer_rate"] and curve[-1]["answered_accuracy"] == 1.0
+
+
+def test_chain_totals_are_exact_and_the_calculator_agrees():
+    from picochat.tools.calculator import calculate
+
+    chain = TASKS["chain"]
+    train, evals = chain.problems(random.Random(0), 200), chain.problems(random.Random(0), 200, split="eval")
+    for p in train:
+        assert chain.check(p, labeled(p)) and not chain.check(p, Answer(f"It is {int(p.target) + 1}."))
+        call = p.solution[0]["tool_calls"][0]["function"]["arguments"]["expression"]
+        assert calculate(call) == p.target and 3 <= len(p.meta["terms"]) <= 4
+
+    def wording(p):         # the question with its expression taken out
+        terms, ops = p.meta["terms"], p.meta["ops"]
+        expression = str(terms[0]) + "".join(f" {op} {t}" for op, t in zip(ops, terms[1:]))
+        return p.prompt[0]["content"].replace(expression, "{e}")
+    assert not {wording(p) for p in train} & {wording(p) for p in evals}

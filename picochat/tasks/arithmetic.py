@@ -151,3 +151,34 @@ class Arithmetic(Task):
         a, b, want = str(problem.meta["a"]), str(problem.meta["b"]), problem.meta["op"]
         same_op = op == want or (want == "*" and op in "x×")
         return same_op and ((x, y) == (a, b) or (want in "*+" and (x, y) == (b, a)))
+
+
+# Sums of three or four numbers: the calculator takes the whole expression in one call, but SFT
+# only ever shows two operands, so a model must find the longer call itself (an RL task).
+CHAINS = ["{e}", "What is {e}?", "Calculate {e}.", "Add these up: {e}.", "What do you get for {e}?",
+          "Compute {e}, please.", "How much is {e}?", "Tell me the total of {e}."]
+EVAL_CHAINS = ["Work out {e} for me.", "{e} comes to what?", "I need the sum {e}.", "Find the total: {e}."]
+
+
+class Chain(Task):
+    """A sum of three or four 2-4 digit numbers (some subtracted); right when the answer states
+    the exact total. The labeled answer is one calculator call with the whole expression."""
+    name = "chain"
+    splits = ("train", "eval")
+
+    def problems(self, rng: random.Random, count: int, split: str = "train") -> list[Problem]:
+        return [self._problem(rng, split) for _ in range(count)]
+
+    def _problem(self, rng: random.Random, split: str) -> Problem:
+        terms = [_number(rng, 2, 4) for _ in range(rng.randint(3, 4))]
+        ops = [rng.choice("++-") for _ in terms[1:]]
+        expression = str(terms[0]) + "".join(f" {op} {t}" for op, t in zip(ops, terms[1:]))
+        total = terms[0] + sum(t if op == "+" else -t for op, t in zip(ops, terms[1:]))
+        question = rng.choice(EVAL_CHAINS if split == "eval" else CHAINS).format(e=expression)
+        solution = [assistant("", [tool_call(CALCULATOR, {"expression": expression.replace(" ", "")})]),
+                    tool(str(total)), assistant(f"{expression} = {total}.")]
+        return Problem([user(question)], str(total), solution, {"terms": terms, "ops": ops})
+
+    def check(self, problem: Problem, answer) -> bool:
+        """The answer's text states the exact total."""
+        return problem.target in numbers_in(answer.text)
