@@ -13,6 +13,7 @@
     picochat reward --run R [--resume]                 (reward model on the comparisons: runs/R/reward)
     picochat dpo --run R [--beta B] [--loss dpo|ipo] [--resume]   (preference tuning: runs/R/dpo)
     picochat compare --run R [--new dpo] [--old sft]   (blind win rates on held-out problems)
+    picochat rl --run R [--stage sft] [--tasks unknowable,copying,arithmetic] [--group 8] [--resume]   (GRPO: runs/R/rl)
     picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
     picochat sample --run R [--stage base] --prompt TEXT [SAMPLING] [--best-of N] [--dtype D] [--device D]
     picochat chat --run R [--stage sft] [--system TEXT] [SAMPLING] [--dtype D] [--device D]
@@ -210,6 +211,17 @@ def cmd_dpo(args) -> None:
     preset = base_preset(run, args.preset)
     dpo(run, preset, beta=args.beta, loss=args.loss, max_steps=args.max_steps, resume=args.resume,
         **training_settings(dpo_config(preset), args))
+
+
+def cmd_rl(args) -> None:
+    from picochat.train.rl import Rollouts, rl, rl_config
+
+    run = RunDir(args.run, create=False)
+    preset = base_preset(run, args.preset)
+    rollouts = Rollouts(group=args.group, max_tokens=args.max_tokens, temperature=args.temperature, kl=args.kl,
+                        loss_norm=args.loss_norm, advantage=args.advantage)
+    rl(run, preset, stage=args.stage, tasks=args.tasks, rollouts=rollouts, max_steps=args.max_steps,
+       resume=args.resume, **training_settings(rl_config(preset), args))
 
 
 def cmd_compare(args) -> None:
@@ -467,6 +479,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     add_training_flags(p)
     p.set_defaults(func=cmd_dpo)
+
+    p = with_run(sub.add_parser("rl", help="reinforce the answers a checker accepts: GRPO on verifiable "
+                                "tasks (runs/R/rl)"))
+    p.add_argument("--preset", help="recipe to use (default: the preset the base model was trained with)")
+    p.add_argument("--stage", default="sft", help="the model to start from (default: %(default)s)")
+    p.add_argument("--tasks", default="unknowable,copying,arithmetic",
+                   help="comma-separated picochat tasks with a checker and a held-out split (default: %(default)s)")
+    p.add_argument("--group", type=int, default=8, help="answers sampled per problem (default: %(default)s)")
+    p.add_argument("--max-tokens", type=int, default=64, help="tokens per answer (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: %(default)s)")
+    p.add_argument("--kl", type=float, default=0.0, help="KL penalty toward the starting model (default: none)")
+    p.add_argument("--loss-norm", default="token", choices=["sequence", "token", "constant"],
+                   help="how answer tokens are averaged: per answer (GRPO), per token (DAPO), or by a constant "
+                        "(Dr. GRPO) (default: %(default)s)")
+    p.add_argument("--advantage", default="group", choices=["group", "centered", "filter"],
+                   help="reward minus the group mean, divided by its std (group) or not (centered); filter: "
+                        "fine-tune on the accepted answers only (expert iteration) (default: %(default)s)")
+    add_training_flags(p)
+    p.set_defaults(func=cmd_rl)
 
     p = with_run(sub.add_parser("compare", help="two stages answer the same held-out problems; win rates "
                                 "judged by the task checkers and the reward model"))

@@ -58,6 +58,7 @@ class Preset:
     mid: TrainConfig | None = None  # mid-training recipe (picochat midtrain); None: derived from train
     reward: TrainConfig | None = None  # reward-model recipe (picochat reward); None: derived from sft
     dpo: TrainConfig | None = None  # preference tuning (picochat dpo); None: derived from sft
+    rl: TrainConfig | None = None  # RL with verifiable rewards (picochat rl); None: derived from sft
     # Seconds of one pretraining step on the machine its step counts were sized for: the speedrun
     # shortens every stage on a slower machine so the main job keeps its time (0: never).
     sized_for_step_seconds: float = 0.0
@@ -109,7 +110,7 @@ def get_preset(name: str) -> Preset:
     p = PRESETS[name]
     return replace(p, model=replace(p.model), train=replace(p.train),
                    **{stage: replace(getattr(p, stage)) if getattr(p, stage) else None
-                      for stage in ("sft", "mid", "reward", "dpo")})
+                      for stage in ("sft", "mid", "reward", "dpo", "rl")})
 
 
 def parse_settings(obj, settings: list[str]) -> dict:

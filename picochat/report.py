@@ -42,7 +42,8 @@ PIPELINE = [("data", "data build"), ("tokenizer", "tokenizer train"), ("tokenize
             ("base", "pretrain"), ("sample", "sample base"), ("mid", "midtrain"), ("factuality", "factuality labels"),
             ("sft", "sft"), ("sample_sft", "sample sft"), ("eval_base", "eval base"), ("eval_mid", "eval mid"),
             ("eval_sft", "eval sft"), ("prefs", "comparisons"), ("reward", "reward model"), ("dpo", "dpo"),
-            ("eval_dpo", "eval dpo"), ("compare", "compare dpo / sft"), ("report", "report")]
+            ("eval_dpo", "eval dpo"), ("compare", "compare dpo / sft"), ("rl", "rl"), ("eval_rl", "eval rl"),
+            ("report", "report")]
 OBJECTIVES = {"pretrain": "base"}      # metrics file stem -> model stage, when they differ
 NOT_RUN = "_not run_"
 
@@ -718,6 +719,48 @@ def data_section(run: RunDir) -> str:
 
 
 # --- the page -----------------------------------------------------------------------------------
+def rl_section(run: RunDir, out: Path) -> str:
+    """Held-out accuracy per RL task before the first step and after the last (greedy, the
+    task's eval split), and the reward and answer-length curves of training."""
+    entry = run.read_meta().get("stages", {}).get("rl") or {}
+    before, after = entry.get("before") or {}, entry.get("metrics") or {}
+    if not entry.get("tasks"):
+        return NOT_RUN + f" (`picochat rl --run {run.path}`)"
+    r = entry.get("rollouts") or {}
+    lines = ["| task | n | before RL [95% CI] | after RL [95% CI] | change |", "|---|---:|---:|---:|---:|"]
+    for task in entry["tasks"]:
+        a, b = before.get(f"heldout_{task}_accuracy"), after.get(f"heldout_{task}_accuracy")
+        n = int(after.get(f"heldout_{task}_n") or before.get(f"heldout_{task}_n") or 0)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and n:
+            cells = [f"{x:.3f} [{wilson(x, n)[0]:.3f}, {wilson(x, n)[1]:.3f}]" for x in (a, b)]
+            lines.append(f"| {task} | {n} | {cells[0]} | {cells[1]} | {b - a:+.3f} |")
+    text = (f"GRPO from `{entry.get('from')}`: {entry.get('steps')} steps, {r.get('group')} answers per problem "
+            f"at temperature {r.get('temperature')}, {r.get('loss_norm')} loss normalisation, "
+            f"{r.get('advantage')} advantages, KL {r.get('kl')}. Held-out problems, greedy:\n\n" + "\n".join(lines))
+    plot = plot_rl(read_metrics(run.metrics / "rl.jsonl"), out) if (run.metrics / "rl.jsonl").exists() else None
+    if plot:
+        text += f"\n\n![RL: mean reward and answer length per step]({plot})"
+    return text
+
+
+def plot_rl(metrics: Metrics, out: Path) -> str | None:
+    rows = [r for r in metrics.train if isinstance(r.get("reward"), (int, float))]
+    if not rows:
+        return None
+    fig, (left, right) = figure(ncols=2)
+    steps = [r["step"] for r in rows]
+    left.plot(steps, [r["reward"] for r in rows], label="reward")
+    left.plot(steps, [r.get("signal", 0) for r in rows], label="groups with signal", alpha=0.6)
+    left.set_xlabel("step")
+    left.legend()
+    right.plot(steps, [r.get("answer_tokens", 0) for r in rows], label="answer tokens")
+    right.plot(steps, [r.get("thinking_tokens", 0) for r in rows], label="thinking tokens")
+    right.set_xlabel("step")
+    right.legend()
+    fig.savefig(out / "rl.png")
+    return "rl.png"
+
+
 def guarded(title: str, build, *args) -> str:
     """One section; a section that fails says why instead of taking the whole report down."""
     try:
@@ -762,6 +805,7 @@ def write_report(run: RunDir, price_per_hour: float | None = None) -> Path:
             guarded("Evaluations", evals_section, run, evals, out),
             guarded("Skills: copying, tools and knowing what it doesn't know", skills_section, run, evals),
             guarded("Preferences: reward model and DPO", preferences_section, run),
+            guarded("RL: verifiable rewards", rl_section, run, out),
             guarded("Samples", samples_section, run),
             guarded("Data", data_section, run),
         ]

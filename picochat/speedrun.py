@@ -5,7 +5,7 @@
 data build -> tokenizer train -> data tokenize -> pretrain -> sample base -> midtrain
 -> factuality labels -> sft -> sample sft -> eval base -> eval mid -> eval sft
 -> comparisons (verifier, rules, hhh_alignment) -> reward model -> dpo -> eval dpo
--> compare dpo with sft (blind, held-out) -> report
+-> compare dpo with sft (blind, held-out) -> rl (GRPO from sft) -> eval rl -> report
 
 Each stage is skipped when its artifacts are complete, so a killed speedrun picks up where it
 stopped: pretraining and SFT resume from their newest checkpoint, the data build from its
@@ -86,6 +86,7 @@ def scaled(preset: Preset, factor: float) -> Preset:
     from picochat.train.dpo import dpo_config
     from picochat.train.midtrain import mid_config
     from picochat.train.reward import reward_config
+    from picochat.train.rl import rl_config
     from picochat.train.sft import sft_config
 
     def fewer(cfg: TrainConfig) -> TrainConfig:
@@ -93,7 +94,7 @@ def scaled(preset: Preset, factor: float) -> Preset:
         return replace(cfg, max_steps=steps, warmup_steps=min(cfg.warmup_steps, max(1, steps // 4)),
                        ckpt_every=min(cfg.ckpt_every, steps) if cfg.ckpt_every else 0)
     return replace(preset, train=fewer(preset.train), mid=fewer(mid_config(preset)), sft=fewer(sft_config(preset)),
-                   reward=fewer(reward_config(preset)), dpo=fewer(dpo_config(preset)))
+                   reward=fewer(reward_config(preset)), dpo=fewer(dpo_config(preset)), rl=fewer(rl_config(preset)))
 
 
 def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture: str | None,
@@ -110,6 +111,7 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
     from picochat.train.dpo import dpo
     from picochat.train.pretrain import pretrain
     from picochat.train.reward import reward
+    from picochat.train.rl import rl
     from picochat.train.sft import sft
 
     def data_done() -> bool:
@@ -146,6 +148,9 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
 
     def train_dpo() -> None:
         dpo(run, preset, resume=True)
+
+    def train_rl() -> None:
+        rl(run, preset, stage="sft", resume=True)
 
     def compare() -> dict:
         result = compare_stages(run, "dpo", "sft", per_task=eval_limit or 40)
@@ -193,6 +198,10 @@ def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture:
               evaluate("dpo")),
         Stage("compare", "compare: dpo against sft on held-out problems, judged blind",
               lambda: comparison_path(run, "dpo", "sft").exists() and stage_done(run, "compare"), compare),
+        Stage("rl", "rl: GRPO on the checkable tasks, from the chat model", model_done("rl"), train_rl,
+              records_itself=True),
+        Stage("eval_rl", "eval: the RL-tuned model on the chat suite", lambda: evals_done(run, "rl"),
+              evaluate("rl")),
         # always rewritten: it is cheap and should show the latest of everything
         Stage("report", "report card", lambda: False, lambda: {"path": str(write_report(run))}),
     ]

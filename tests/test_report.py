@@ -99,6 +99,13 @@ def test_speedrun_runs_every_stage_and_records_its_time(speedrun_run, capsys):
     compared = json.loads((speedrun_run / "evals" / "compare-dpo-sft.json").read_text())
     assert set(compared["temperatures"]) == {"0.0", "1.0"}
     assert all(e["checker"]["n"] == compared["problems"] for e in compared["temperatures"].values())
+    # RL from sft, measured on held-out problems before and after, with its curves in the report
+    for name in ("rl", "eval_rl"):
+        assert stages[name]["status"] == "done", name
+    assert stages["rl"]["from"] == "sft" and set(stages["rl"]["tasks"]) == {"unknowable", "copying", "arithmetic"}
+    assert all("heldout_copying_accuracy" in stages["rl"][k] for k in ("before", "metrics"))
+    report = (speedrun_run / "report" / "report.md").read_text()
+    assert "## RL: verifiable rewards" in report and "| copying |" in report and "(rl.png)" in report
     base = json.loads((speedrun_run / "samples" / "base.json").read_text())
     chat = json.loads((speedrun_run / "samples" / "sft.json").read_text())
     assert [s["prompt"] for s in base["samples"]] == SAMPLE_PROMPTS
@@ -175,9 +182,10 @@ def test_eval_table_across_stages_with_aggregates_and_plot(speedrun_run, tmp_pat
     meta = json.loads((run / "run.json").read_text())
     for stage in ("eval_base", "eval_mid", "eval_sft"):   # as if evaluated with `picochat eval`, not the speedrun
         meta["stages"].pop(stage, None)
+    meta["stages"].pop("rl", None)                        # its per-task table would share the rows' names
     (run / "run.json").write_text(json.dumps(meta))
     (run / "evals").mkdir(exist_ok=True)
-    for other in ("mid", "dpo"):                               # two stages evaluated: base and sft
+    for other in ("mid", "dpo", "rl"):                         # two stages evaluated: base and sft
         (run / "evals" / f"{other}.json").unlink(missing_ok=True)
     (run / "evals" / "base.json").write_text(json.dumps(base))
     (run / "evals" / "sft.json").write_text(json.dumps(sft))
@@ -200,10 +208,10 @@ def test_report_of_a_base_only_run_says_what_did_not_run(speedrun_run, tmp_path)
     run = tmp_path / "run"
     shutil.copytree(speedrun_run, run, ignore=shutil.ignore_patterns("sft", "sft.jsonl", "samples", "evals",
                                                                        "tokens", "report", "reward", "dpo", "prefs",
-                                                                       "reward.jsonl", "dpo.jsonl"))
+                                                                       "reward.jsonl", "dpo.jsonl", "rl", "rl.jsonl"))
     meta = json.loads((run / "run.json").read_text())
     for stage in ("sft", "sample", "sample_sft", "eval_base", "eval_sft", "report", "tokenize", "prefs", "reward",
-                  "dpo", "eval_dpo", "compare"):
+                  "dpo", "eval_dpo", "compare", "rl", "eval_rl"):
         meta["stages"].pop(stage, None)
     (run / "run.json").write_text(json.dumps(meta))
     text = write_report(RunDir(run)).read_text()
