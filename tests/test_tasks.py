@@ -129,6 +129,9 @@ def test_factuality_checks_definitions_and_labels_wrong_answers_i_dont_know():
     curve = tradeoff(rows)
     assert curve[0]["answer_rate"] == 5 / 6 and curve[0]["answered_accuracy"] == 3 / 5
     assert curve[-1]["answer_rate"] < curve[0]["answer_rate"] and curve[-1]["answered_accuracy"] == 1.0
+    # a model that abstained on every question: one point, nothing answered
+    assert tradeoff([{"correct": False, "abstained": True, "confidence": -0.5}] * 3) == \
+        [{"threshold": None, "answer_rate": 0.0, "answered_accuracy": None, "answered": 0}]
 
 
 def test_chain_totals_are_exact_and_the_calculator_agrees():

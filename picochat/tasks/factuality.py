@@ -105,7 +105,8 @@ def tradeoff(rows: list[dict], points: int = 5) -> list[dict]:
         return float("-inf") if r["confidence"] is None else r["confidence"]
 
     answered = sorted(score(r) for r in rows if not r["abstained"])
-    quantiles = {answered[min(len(answered) - 1, int(len(answered) * q / points))] for q in range(1, points)}
+    quantiles = {answered[min(len(answered) - 1, int(len(answered) * q / points))] for q in range(1, points)
+                 if answered}         # a model that abstained on everything has only the "none" point
     thresholds = [None, *sorted(quantiles)]       # a threshold once, however many answers share it
     curve = []
     for t in thresholds:
