@@ -13,7 +13,7 @@
     picochat reward --run R [--resume]                 (reward model on the comparisons: runs/R/reward)
     picochat dpo --run R [--beta B] [--loss dpo|ipo] [--resume]   (preference tuning: runs/R/dpo)
     picochat compare --run R [--new dpo] [--old sft]   (blind win rates on held-out problems)
-    picochat rl --run R [--stage sft] [--tasks unknowable,copying,arithmetic] [--group 8] [--resume]   (GRPO: runs/R/rl)
+    picochat rl --run R [--stage sft] [--tasks unknowable,identity,arithmetic,copying] [--group 8] [--resume]   (GRPO: runs/R/rl)
     picochat speedrun --run R --preset cpu-tiny      (all of the above, resumable)
     picochat sample --run R [--stage base] --prompt TEXT [SAMPLING] [--best-of N] [--dtype D] [--device D]
     picochat chat --run R [--stage sft] [--system TEXT] [SAMPLING] [--dtype D] [--device D]
@@ -484,12 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 "tasks (runs/R/rl)"))
     p.add_argument("--preset", help="recipe to use (default: the preset the base model was trained with)")
     p.add_argument("--stage", default="sft", help="the model to start from (default: %(default)s)")
-    p.add_argument("--tasks", default="unknowable,copying,arithmetic",
+    p.add_argument("--tasks", default="unknowable,identity,arithmetic,copying",
                    help="comma-separated picochat tasks with a checker and a held-out split (default: %(default)s)")
     p.add_argument("--group", type=int, default=8, help="answers sampled per problem (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=64, help="tokens per answer (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: %(default)s)")
-    p.add_argument("--kl", type=float, default=0.0, help="KL penalty toward the starting model (default: none)")
+    p.add_argument("--kl", type=float, default=0.1, help="KL penalty toward the starting model; 0: none "
+                   "(default: %(default)s)")
     p.add_argument("--loss-norm", default="token", choices=["sequence", "token", "constant"],
                    help="how answer tokens are averaged: per answer (GRPO), per token (DAPO), or by a constant "
                         "(Dr. GRPO) (default: %(default)s)")

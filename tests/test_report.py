@@ -102,7 +102,7 @@ def test_speedrun_runs_every_stage_and_records_its_time(speedrun_run, capsys):
     # RL from sft, measured on held-out problems before and after, with its curves in the report
     for name in ("rl", "eval_rl"):
         assert stages[name]["status"] == "done", name
-    assert stages["rl"]["from"] == "sft" and set(stages["rl"]["tasks"]) == {"unknowable", "copying", "arithmetic"}
+    assert stages["rl"]["from"] == "sft" and set(stages["rl"]["tasks"]) == {"unknowable", "identity", "arithmetic", "copying"}
     assert all("heldout_copying_accuracy" in stages["rl"][k] for k in ("before", "metrics"))
     report = (speedrun_run / "report" / "report.md").read_text()
     assert "## RL: verifiable rewards" in report and "| copying |" in report and "(rl.png)" in report
