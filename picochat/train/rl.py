@@ -132,7 +132,7 @@ class GRPOObjective:
         self.tokens_per_row = rollouts.group * rollouts.max_tokens     # a problem's answers, at most
         self.dtype = torch.float32
         self.think = (tokenizer.special_tokens.get("<|think|>"), tokenizer.special_tokens.get("<|/think|>"))
-        self.silent_steps = 0            # steps whose rollouts earned no reward at all
+        self.batches = self.silent_batches = 0      # rollout batches drawn; those with no reward at all
 
     def setup(self, device: torch.device, dtype: torch.dtype) -> None:
         self.dtype = dtype
@@ -193,8 +193,8 @@ class GRPOObjective:
             advantages = advantages / (groups.std(-1, keepdim=True) + EPS)
         elif self.r.advantage == "filter":
             advantages = (groups >= 1).float()
-        if not rewards.any():
-            self.silent_steps += 1
+        self.batches += 1
+        self.silent_batches += not rewards.any()
         out = {"input_ids": ids, "sampled": sampled, "old_logprobs": old, "advantages": advantages.flatten(),
                "reward": rewards, "answer_tokens": sampled.sum(-1),
                "thinking_tokens": torch.tensor([float(thinking_tokens(a.ids, a.mask, *self.think)) for a in answers]),
@@ -311,8 +311,8 @@ def rl(run: RunDir, preset: Preset, stage: str = "sft", tasks=DEFAULT_TASKS, rol
                           describe=describe, started=started,
                           record={"preset": preset.name, "from": start.name, "tasks": [t.name for t in chosen],
                                   "rollouts": vars(rollouts), "before": before})
-    if objective.silent_steps:
-        print(f"warning: {objective.silent_steps} of {cfg.max_steps} steps' rollouts earned no reward at all: "
+    if objective.silent_batches:
+        print(f"warning: {objective.silent_batches} of {objective.batches} rollout batches earned no reward at all: "
               "nothing to reinforce there. A starting model that never answers a task right cannot learn it "
               "by RL; teach it first (SFT) or pick tasks it sometimes gets right.", file=sys.stderr)
     return metrics
