@@ -62,12 +62,16 @@ def collate_pairs(pairs: list[RenderedPair], pad_id: int) -> dict[str, torch.Ten
     return {"input_ids": ids, "answer_mask": mask}
 
 
+def token_logprobs(model, ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) log-probability of each id given the ones before it under `model` (column 0: 0)."""
+    logits = model(ids[:, :-1]).float()
+    lp = -F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none").view(ids.shape[0], -1)
+    return F.pad(lp, (1, 0))
+
+
 def answer_logprobs(model, input_ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
     """Per row, the summed log-probability of its answer tokens under `model` (a causal LM)."""
-    logits = model(input_ids[:, :-1]).float()
-    targets = input_ids[:, 1:]
-    per_token = -F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
-    return (per_token * answer_mask[:, 1:]).sum(-1)
+    return (token_logprobs(model, input_ids) * answer_mask).sum(-1)
 
 
 class PairStream:

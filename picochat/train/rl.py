@@ -43,7 +43,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from picochat.chat import render_prompt
 from picochat.config import Preset, TrainConfig, override
@@ -51,6 +50,7 @@ from picochat.model import load_pretrained
 from picochat.rundir import PicochatError, RunDir
 from picochat.tasks import TASKS, Task
 from picochat.tokenizer import Tokenizer
+from picochat.train.preference import token_logprobs
 from picochat.train.sft import sft_config
 from picochat.train.stage import on, refuse_overwrite, train_stage
 
@@ -264,13 +264,6 @@ class GRPOObjective:
             out[f"heldout_{task.name}_accuracy"] = sum(right) / max(1, len(right))
             out[f"heldout_{task.name}_n"] = len(right)
         return out
-
-
-def token_logprobs(model, ids: torch.Tensor) -> torch.Tensor:
-    """(B, T) log-probability of each id given the ones before it (column 0: 0)."""
-    logits = model(ids[:, :-1]).float()
-    lp = -F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none").view(ids.shape[0], -1)
-    return F.pad(lp, (1, 0))
 
 
 def rl_config(preset: Preset) -> TrainConfig:
