@@ -59,6 +59,8 @@ class Preset:
     reward: TrainConfig | None = None  # reward-model recipe (picochat reward); None: derived from sft
     dpo: TrainConfig | None = None  # preference tuning (picochat dpo); None: derived from sft
     rl: TrainConfig | None = None  # RL with verifiable rewards (picochat rl); None: derived from sft
+    # The share of each mid-training batch that is web text (the rest: conversations)
+    mid_text_fraction: float = 0.5
     # Seconds of one pretraining step on the machine its step counts were sized for: the speedrun
     # shortens every stage on a slower machine so the main job keeps its time (0: never).
     sized_for_step_seconds: float = 0.0

@@ -297,7 +297,8 @@ def stages_section(run: RunDir, meta: dict, evals: dict[str, dict], rate: float,
     if (speedrun.get("step_scale") or 1) < 1:
         notes.append(f"A training step takes longer on this machine than on the one the preset's steps were "
                      f"sized for, so the speedrun trained each stage for {speedrun['step_scale']:.0%} of its "
-                     "steps: expect weaker skills than the preset reaches at full length.")
+                     "steps (mid-training on fewer web-text rows first, keeping its conversations): expect weaker "
+                     "skills than the preset reaches at full length.")
     notes.append("A stage's wall time is that of its last attempt (a resumed stage does not count "
                  "the attempts before it).")
     return "\n".join(lines) + "\n\n" + " ".join(notes)

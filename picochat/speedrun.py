@@ -43,9 +43,11 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
         preset = scaled(preset, scale)
         print(f"speedrun: a training step here takes longer than on the machine {preset.name}'s steps "
               f"were sized for: every training stage runs {scale:.0%} of its steps "
-              f"(pretrain {preset.train.max_steps}, mid {preset.mid.max_steps}, sft {preset.sft.max_steps})",
+              f"(pretrain {preset.train.max_steps}, mid {preset.mid.max_steps}, sft {preset.sft.max_steps}); "
+              f"mid-training keeps its conversations and drops web text to {preset.mid_text_fraction:.0%} of "
+              f"its {preset.mid.batch_size}-row batches",
               flush=True)
-    record = {"preset": preset.name, "step_scale": scale}
+    record = {"preset": preset.name, "step_scale": scale, "mid_text_fraction": preset.mid_text_fraction}
     for stage in plan(run, preset, source, workers, mixture, eval_limit, mid_mixture, scale):
         if stage.done():
             print(f"=== {stage.title}: already done, skipped ===", flush=True)
@@ -82,19 +84,46 @@ def step_scale(preset: Preset) -> float:
 
 
 def scaled(preset: Preset, factor: float) -> Preset:
-    """The recipe with every training stage's steps multiplied by `factor` (at least 10 each)."""
+    """The recipe for a machine `factor` times as fast as the one its steps were sized for.
+
+    Mid-training first gives up web-text rows, down to a quarter of its conversation rows per
+    batch (`fewer_text_rows`); then every training stage runs `factor` of its steps (at least 10),
+    mid-training fewer on top of that only if its smaller batch does not already save the time."""
     from picochat.train.dpo import dpo_config
     from picochat.train.midtrain import mid_config
     from picochat.train.reward import reward_config
     from picochat.train.rl import rl_config
     from picochat.train.sft import sft_config
 
-    def fewer(cfg: TrainConfig) -> TrainConfig:
-        steps = max(10, round(cfg.max_steps * factor))
+    def fewer(cfg: TrainConfig, factor: float = factor) -> TrainConfig:
+        steps = max(10, round(cfg.max_steps * min(1.0, factor)))
         return replace(cfg, max_steps=steps, warmup_steps=min(cfg.warmup_steps, max(1, steps // 4)),
                        ckpt_every=min(cfg.ckpt_every, steps) if cfg.ckpt_every else 0)
-    return replace(preset, train=fewer(preset.train), mid=fewer(mid_config(preset)), sft=fewer(sft_config(preset)),
-                   reward=fewer(reward_config(preset)), dpo=fewer(dpo_config(preset)), rl=fewer(rl_config(preset)))
+    mid = mid_config(preset)
+    rows, text_fraction = fewer_text_rows(mid.batch_size, preset.mid_text_fraction, factor)
+    mid = fewer(replace(mid, batch_size=rows), factor * mid.batch_size / rows)
+    return replace(preset, train=fewer(preset.train), mid=mid, mid_text_fraction=text_fraction,
+                   sft=fewer(sft_config(preset)), reward=fewer(reward_config(preset)),
+                   dpo=fewer(dpo_config(preset)), rl=fewer(rl_config(preset)))
+
+
+MIN_TEXT_PER_CONVERSATION_ROW = 0.25
+
+
+def fewer_text_rows(batch_size: int, text_fraction: float, factor: float) -> tuple[int, float]:
+    """(rows, web-text share) of a mid-training batch that costs `factor` of `batch_size` rows, or
+    as near as keeping every conversation row and a quarter as many text rows allows.
+
+    Mid-training's skills come from the conversations it sees, not from its steps: from one
+    cpu-tiny base at equal compute, 800 steps of 6 conversation + 2 text rows called the calculator
+    with the user's operands in 75% of answers, 800 steps of 4 + 4 in 5%, and 400 steps of 8 + 8 in
+    none (docs/ARCHITECTURE.md, "Mid-training"). The text rows only hold document modelling in
+    place, so a slower machine drops them first."""
+    text = max(1, round(batch_size * text_fraction))
+    chat = batch_size - text
+    fewest = chat + min(text, max(1, round(chat * MIN_TEXT_PER_CONVERSATION_ROW)))
+    rows = min(batch_size, max(fewest, round(batch_size * factor)))
+    return rows, (rows - chat) / rows
 
 
 def plan(run: RunDir, preset: Preset, source: str | None, workers: int, mixture: str | None,

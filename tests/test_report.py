@@ -17,7 +17,7 @@ from picochat.model import load_pretrained
 from picochat.report import centered_interval, fmt_count, read_metrics, write_report
 from picochat.rundir import RunDir
 from picochat.sample import CHAT_PROMPTS, SAMPLE_PROMPTS
-from picochat.speedrun import MIN_STEP_SCALE, scaled, speedrun, step_scale
+from picochat.speedrun import MIN_STEP_SCALE, fewer_text_rows, scaled, speedrun, step_scale
 from picochat.train.pretrain import seconds_per_step
 
 MIXTURE = {"name": "tiny", "seed": 0, "decontaminate": "none", "val_fraction": 0.1, "sources": [
@@ -65,10 +65,27 @@ def images(report: Path) -> list[Path]:
 def test_a_slower_machine_trains_every_stage_for_fewer_steps():
     tiny = get_preset("cpu-tiny")
     half = scaled(tiny, 0.5)
-    assert (half.train.max_steps, half.mid.max_steps, half.sft.max_steps) == \
-        (round(tiny.train.max_steps / 2), round(tiny.mid.max_steps / 2), round(tiny.sft.max_steps / 2))
+    assert (half.train.max_steps, half.sft.max_steps) == \
+        (round(tiny.train.max_steps / 2), round(tiny.sft.max_steps / 2))
     assert half.train.lr == tiny.train.lr and half.model == tiny.model     # only the steps change
     assert scaled(tiny, 1e-6).mid.max_steps == 10 and scaled(tiny, 1e-6).mid.warmup_steps <= 10 // 4
+    whole = scaled(tiny, 1.0)
+    assert (whole.train, whole.mid, whole.mid_text_fraction) == (tiny.train, tiny.mid, tiny.mid_text_fraction)
+
+
+def test_a_slower_machine_midtrains_on_fewer_text_rows_before_fewer_steps():
+    tiny = get_preset("cpu-tiny")
+    full_rows = tiny.mid.batch_size
+    conversations = full_rows - round(full_rows * tiny.mid_text_fraction)
+    for factor in (0.9, 0.5, 0.2):
+        mid = scaled(tiny, factor)
+        rows = mid.mid.batch_size
+        assert rows - round(rows * mid.mid_text_fraction) == conversations       # every conversation row kept
+        assert mid.mid.max_steps * rows == pytest.approx(factor * tiny.mid.max_steps * full_rows, rel=0.1)
+    slight = scaled(tiny, 0.9)
+    assert slight.mid.max_steps == tiny.mid.max_steps and slight.mid.batch_size < full_rows   # text goes first
+    assert fewer_text_rows(16, 0.5, 0.1) == (10, 0.2)                  # a quarter as many text rows, no fewer
+    assert fewer_text_rows(16, 0.5, 1.0) == (16, 0.5)
     micro = get_preset("micro")
     assert step_scale(replace(micro, sized_for_step_seconds=0.0)) == 1.0     # not sized to a machine
     assert step_scale(replace(micro, sized_for_step_seconds=1e9)) == 1.0     # any machine is faster

@@ -5,8 +5,11 @@ from earlier in its context into an answer; SFT's few thousand conversations are
 teach those from scratch. So before SFT the base model keeps training on its documents with
 conversations mixed into every batch: copying (a number, a name, a quoted span, a value looked
 up in a list), calculator calls with the user's operands, "I don't know" to the unknowable,
-identity, spelling (mixtures/mid.json). Half of each batch stays web text, so the model still
-models documents: its validation bits per byte are reported beside the conversations' loss.
+identity, spelling (mixtures/mid.json). Part of each batch stays web text (the preset's
+`mid_text_fraction`, half for cpu-tiny), so the model still models documents: its validation
+bits per byte are reported beside the conversations' loss. The skills come from the
+conversations seen, so where a slower machine must train less, the speedrun drops text rows
+before steps (picochat.speedrun.fewer_text_rows).
 
     picochat midtrain --run R [--preset P] [--mixture mixtures/mid.json] [--resume]
 
@@ -79,8 +82,10 @@ def mid_config(preset: Preset) -> TrainConfig:
 
 
 def midtrain(run: RunDir, preset: Preset, mixture: str | None = None, max_steps: int | None = None,
-             resume: bool = False, progress: bool = True, text_fraction: float = 0.5, **train_overrides) -> dict:
-    """Continue runs/R/base on web text mixed with conversations; saves runs/R/mid/."""
+             resume: bool = False, progress: bool = True, text_fraction: float | None = None,
+             **train_overrides) -> dict:
+    """Continue runs/R/base on web text mixed with conversations; saves runs/R/mid/.
+    text_fraction: the share of each batch that is web text (default: the preset's)."""
     started = time.time()
     base = run.require_model("base")
     refuse_overwrite(run, "mid", resume)
@@ -92,6 +97,7 @@ def midtrain(run: RunDir, preset: Preset, mixture: str | None = None, max_steps:
     data, stats = prepare_data(run, "mid", mixture or MID_MIXTURE, tokenizer, max_tokens, resume, progress)
     train = render_rows(read_rows(data / "train.jsonl"), tokenizer, max_tokens, "train")
     val = render_rows(read_rows(data / "val.jsonl"), tokenizer, max_tokens, "val")
+    text_fraction = preset.mid_text_fraction if text_fraction is None else text_fraction
     text_rows = max(1, round(cfg.batch_size * text_fraction))
     text = NextTokenObjective(TokenShards(run.tokens, "train"), TokenShards(run.tokens, "val"), cfg.seq_len,
                               text_rows, cfg.grad_accum, cfg.seed, cfg.eval_tokens, tokenizer.byte_lengths())
