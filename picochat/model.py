@@ -293,9 +293,12 @@ class Llama(nn.Module):
                     std = residual_std if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
                     p.copy_(torch.randn(p.shape, generator=g) * std)
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, head: bool = True) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, head: bool = True,
+                at: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids (B, T) -> logits (B, T, V). With a cache, the T tokens continue it.
-        head=False: the final norm's hidden states (B, T, D) instead (what embeddings pool)."""
+        head=False: the final norm's hidden states (B, T, D) instead (what embeddings pool).
+        at: a (B, T) bool mask: only those positions' outputs, (N, V) in row order (training
+        needs the output head, a small model's largest product, only where a token is predicted)."""
         B, T = input_ids.shape
         x = self.model.embed_tokens(input_ids)                                    # (B, T, D)
         if cache is None:
@@ -313,6 +316,8 @@ class Llama(nn.Module):
             x = layer(x, cos, sin, cache, mask)
         if cache is not None:
             cache.length += T
+        if at is not None:
+            x = x[at]                                                             # (N, D)
         x = self.model.norm(x)                                                    # (B, T, D)
         return self.lm_head(x) if head else x                                     # (B, T, V)
 

@@ -61,3 +61,27 @@ def test_all_targets_ignored_gives_zero_loss_and_gradient():
     got.backward()
     assert got.item() == 0.0
     assert torch.count_nonzero(head.weight.grad) == 0
+
+
+def test_head_only_at_targets_gives_the_full_heads_loss_and_gradients():
+    from picochat.model import Llama, ModelConfig
+    from picochat.train.loss import predicted_tokens_loss
+
+    torch.manual_seed(0)
+    model = Llama(ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=50, max_seq_len=16))
+    ids = torch.randint(0, 50, (3, 12))
+    targets = torch.randint(0, 50, (3, 12))
+    targets[0, :5] = IGNORE                  # a user turn
+    targets[1, 7:] = IGNORE                  # padding
+    targets[2, :] = IGNORE                   # a row with nothing to predict
+    expected = token_cross_entropy(model(ids), targets)
+    expected.backward()
+    expected_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    got = predicted_tokens_loss(model, ids, targets)
+    got.backward()
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected_grads[name], atol=1e-6, rtol=1e-5, msg=name)
+    assert model(ids, at=targets != IGNORE).shape == (int((targets != IGNORE).sum()), 50)

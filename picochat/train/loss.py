@@ -63,6 +63,16 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
         return _CrossEntropyWithGradient.apply(logits.flatten(0, 1), targets.flatten())
 
 
+def predicted_tokens_loss(model, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """token_cross_entropy of `model` on input_ids (B, T), with the output head run only where a
+    target counts: in a batch of conversations most positions are the user's turns or padding,
+    and the head is a small model's largest matrix product."""
+    counted = targets != IGNORE
+    if bool(counted.all()):
+        return token_cross_entropy(model(input_ids), targets)
+    return token_cross_entropy(model(input_ids, at=counted)[None], targets[counted][None])
+
+
 # --- evaluation -------------------------------------------------------------------------------
 def evaluate_bpb(model, tokens, seq_len: int, max_tokens: int, token_bytes: torch.Tensor, batch_size: int,
                  rank: int = 0, world: int = 1,

@@ -57,14 +57,14 @@ class MixedObjective:
         return {"input_ids": torch.cat([text["input_ids"], inputs]), "targets": torch.cat([text["targets"], targets])}
 
     def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
-        rows = self.text.batch_size
-        logits = model(batch["input_ids"])
+        rows, targets = self.text.batch_size, batch["targets"]
+        counted = targets != IGNORE               # the output head runs only where a token is predicted
+        logits = model(batch["input_ids"], at=counted)                       # (N, V), text rows first
+        targets, text = targets[counted], int(counted[:rows].sum())
         with torch.no_grad():      # the two parts' losses, for the log (before logits become gradients)
-            text_loss = torch.nn.functional.cross_entropy(logits[:rows].float().flatten(0, 1),
-                                                          batch["targets"][:rows].flatten())
-            chat_loss = torch.nn.functional.cross_entropy(logits[rows:].float().flatten(0, 1),
-                                                          batch["targets"][rows:].flatten(), ignore_index=IGNORE)
-        return token_cross_entropy(logits, batch["targets"]), {"text_loss": text_loss, "chat_loss": chat_loss}
+            text_loss = torch.nn.functional.cross_entropy(logits[:text].float(), targets[:text])
+            chat_loss = torch.nn.functional.cross_entropy(logits[text:].float(), targets[text:])
+        return token_cross_entropy(logits[None], targets[None]), {"text_loss": text_loss, "chat_loss": chat_loss}
 
     def evaluate(self, model, rank: int, world: int) -> dict[str, float]:
         return {**self.text.evaluate(model, rank, world), **self.chat.evaluate(model, rank, world)}

@@ -28,7 +28,7 @@ from picochat.model import load_pretrained
 from picochat.rundir import PicochatError, RunDir
 from picochat.sft_data.mixture import build_mixture, load_mixture, read_rows
 from picochat.tokenizer import Tokenizer
-from picochat.train.loss import IGNORE, token_cross_entropy
+from picochat.train.loss import IGNORE, predicted_tokens_loss
 from picochat.train.stage import on, refuse_overwrite, train_stage
 from picochat.train.trainer import all_reduce_sum
 
@@ -127,7 +127,7 @@ class ChatObjective:
         return collate([self.row(first + i) for i in range(self.batch_size)], self.pad_id)
 
     def loss(self, model, batch) -> torch.Tensor:
-        return token_cross_entropy(model(batch["input_ids"]), batch["targets"])
+        return predicted_tokens_loss(model, batch["input_ids"], batch["targets"])
 
     def evaluate(self, model, rank: int, world: int) -> dict[str, float]:
         """Mean loss per assistant token over the held-out conversations (each rank a share)."""
