@@ -318,8 +318,8 @@ class Llama(nn.Module):
             cache.length += T
         if at is not None:
             x = x[at]                                                             # (N, D)
-        x = self.model.norm(x)                                                    # (B, T, D)
-        return self.lm_head(x) if head else x                                     # (B, T, V)
+        x = self.model.norm(x)                                                    # (B, T, D) or (N, D)
+        return self.lm_head(x) if head else x                                     # (B, T, V) or (N, V)
 
     # --- accounting -----------------------------------------------------------------------
     def num_params(self, embeddings: bool = True) -> int:
