@@ -297,8 +297,9 @@ def stages_section(run: RunDir, meta: dict, evals: dict[str, dict], rate: float,
     if (speedrun.get("step_scale") or 1) < 1:
         notes.append(f"A training step takes longer on this machine than on the one the preset's steps were "
                      f"sized for, so the speedrun trained each stage for {speedrun['step_scale']:.0%} of its "
-                     "steps (mid-training on fewer web-text rows first, keeping its conversations): expect weaker "
-                     "skills than the preset reaches at full length.")
+                     "steps, except mid-training, which dropped web-text rows and kept the steps its skills need "
+                     "(the conversations it sees): expect weaker document modelling and chat than the preset "
+                     "reaches at full length.")
     notes.append("A stage's wall time is that of its last attempt (a resumed stage does not count "
                  "the attempts before it).")
     return "\n".join(lines) + "\n\n" + " ".join(notes)
@@ -537,8 +538,14 @@ def skills_section(run: RunDir, evals: dict[str, dict]) -> str:
             values = [evals[s]["tasks"].get(name, {}).get(extra) for s in stages]
             if any(isinstance(v, (int, float)) for v in values) and not (extra == "abstained" and name == "unknowable"):
                 lines.append(f"| {name}: {title} | " + " | ".join(fmt_number(v) for v in values) + " |")
+    for name in SKILLS:
+        kept = [still_right(evals[a]["tasks"].get(name), evals[b]["tasks"].get(name)) for a, b in zip(stages, stages[1:])]
+        if any(kept):
+            lines.append(f"| {name}: still right, of what the stage before got right | - | " +
+                         " | ".join(k or "-" for k in kept) + " |")
     text = "\n".join(lines) + ("\n\nHeld-out splits: phrasings and values training never used. "
-                               "Accuracy with its bootstrap 95% interval (n examples).")
+                               "Accuracy with its bootstrap 95% interval (n examples); \"still right\" with its "
+                               "Wilson interval, over the same problems.")
     curves = {s: evals[s]["tasks"]["factuality"].get("curve") for s in stages
               if evals[s]["tasks"].get("factuality", {}).get("curve")}
     if curves:
@@ -550,6 +557,20 @@ def skills_section(run: RunDir, evals: dict[str, dict]) -> str:
                           f"{fmt_number(p['answered_accuracy'])} | {p['answered']} |"
                           for s, curve in curves.items() for p in curve)
     return text
+
+
+def still_right(before: dict | None, after: dict | None) -> str | None:
+    """Of the problems one stage got right, the share the next still gets right ("12/13 0.923
+    [lo, hi]"), where both were scored on the same problems (same settings); else None."""
+    if not before or not after or before.get("settings") != after.get("settings"):
+        return None
+    was, now = before.get("right"), after.get("right")
+    if not isinstance(was, str) or not isinstance(now, str) or len(was) != len(now) or "1" not in was:
+        return None
+    n = was.count("1")
+    kept = sum(a == b == "1" for a, b in zip(was, now))
+    lo, hi = wilson(kept / n, n)
+    return f"{kept}/{n} {kept / n:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def wilson(p: float, n: int) -> tuple[float, float]:

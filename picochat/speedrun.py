@@ -43,9 +43,9 @@ def speedrun(run: RunDir, preset_name: str, source: str | None = None, workers: 
         preset = scaled(preset, scale)
         print(f"speedrun: a training step here takes longer than on the machine {preset.name}'s steps "
               f"were sized for: every training stage runs {scale:.0%} of its steps "
-              f"(pretrain {preset.train.max_steps}, mid {preset.mid.max_steps}, sft {preset.sft.max_steps}); "
-              f"mid-training keeps its conversations and drops web text to {preset.mid_text_fraction:.0%} of "
-              f"its {preset.mid.batch_size}-row batches",
+              f"(pretrain {preset.train.max_steps}, sft {preset.sft.max_steps}), except mid-training, which keeps "
+              f"{preset.mid.max_steps} steps to see the conversations its skills need and drops web text to "
+              f"{preset.mid_text_fraction:.0%} of its {preset.mid.batch_size}-row batches",
               flush=True)
     record = {"preset": preset.name, "step_scale": scale, "mid_text_fraction": preset.mid_text_fraction}
     for stage in plan(run, preset, source, workers, mixture, eval_limit, mid_mixture, scale):
@@ -88,7 +88,8 @@ def scaled(preset: Preset, factor: float) -> Preset:
 
     Mid-training first gives up web-text rows, down to a quarter of its conversation rows per
     batch (`fewer_text_rows`); then every training stage runs `factor` of its steps (at least 10),
-    mid-training fewer on top of that only if its smaller batch does not already save the time."""
+    except that mid-training keeps enough steps to see MIN_MID_CONVERSATION_ROWS conversation rows
+    (or all of its own, if it has fewer)."""
     from picochat.train.dpo import dpo_config
     from picochat.train.midtrain import mid_config
     from picochat.train.reward import reward_config
@@ -101,13 +102,22 @@ def scaled(preset: Preset, factor: float) -> Preset:
                        ckpt_every=min(cfg.ckpt_every, steps) if cfg.ckpt_every else 0)
     mid = mid_config(preset)
     rows, text_fraction = fewer_text_rows(mid.batch_size, preset.mid_text_fraction, factor)
-    mid = fewer(replace(mid, batch_size=rows), factor * mid.batch_size / rows)
+    conversation_rows = mid.max_steps * (rows - round(rows * text_fraction))
+    enough = MIN_MID_CONVERSATION_ROWS / conversation_rows
+    mid = fewer(replace(mid, batch_size=rows), max(factor * mid.batch_size / rows, enough))
     return replace(preset, train=fewer(preset.train), mid=mid, mid_text_fraction=text_fraction,
                    sft=fewer(sft_config(preset)), reward=fewer(reward_config(preset)),
                    dpo=fewer(dpo_config(preset)), rl=fewer(rl_config(preset)))
 
 
 MIN_TEXT_PER_CONVERSATION_ROW = 0.25
+# Below about this many conversation rows a cpu-tiny model has not yet learned to copy the user's
+# numbers into its calculator call: from the 78-step base of a 2-core fp32 machine's speedrun,
+# 501 steps x 8 conversation rows (4,008) called the calculator with the user's operands in no
+# answer, 980 x 8 (7,840) in 97.5% (docs/ARCHITECTURE.md, "Mid-training").
+# So a slow machine's speedrun spends the time these take, rather than train a chat model with no
+# skills; its other stages still shrink with the step scale.
+MIN_MID_CONVERSATION_ROWS = 7_800
 
 
 def fewer_text_rows(batch_size: int, text_fraction: float, factor: float) -> tuple[int, float]:

@@ -205,6 +205,7 @@ def test_run_evals_writes_the_contract_and_merges(eval_run, tok, capsys):
         assert c in (0.25, 0.3333) and t["centered"] == pytest.approx((t["value"] - c) / (1 - c), abs=1e-3)
         assert t["seconds"] >= 0 and 1 <= len(t["examples"]) <= 3
         assert set(t["examples"][0]) >= {"prompt", "answer", "target", "correct"}
+        assert len(t["right"]) == 24 and t["right"].count("1") / 24 == pytest.approx(t["value"], abs=1e-3)
     bpb = stored["tasks"]["bpb"]
     assert bpb["family"] == "bpb" and bpb["metric"] == "bpb" and bpb["value"] > 0
     assert bpb["ci95"] is None and bpb["chance"] is None and bpb["centered"] is None

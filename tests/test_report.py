@@ -14,10 +14,11 @@ import torch
 from picochat.cli import main
 from picochat.config import get_preset
 from picochat.model import load_pretrained
-from picochat.report import centered_interval, fmt_count, read_metrics, write_report
+from picochat.report import centered_interval, fmt_count, read_metrics, skills_section, still_right, write_report
 from picochat.rundir import RunDir
 from picochat.sample import CHAT_PROMPTS, SAMPLE_PROMPTS
-from picochat.speedrun import MIN_STEP_SCALE, fewer_text_rows, scaled, speedrun, step_scale
+from picochat.speedrun import (MIN_MID_CONVERSATION_ROWS, MIN_STEP_SCALE, fewer_text_rows, scaled, speedrun,
+                               step_scale)
 from picochat.train.pretrain import seconds_per_step
 
 MIXTURE = {"name": "tiny", "seed": 0, "decontaminate": "none", "val_fraction": 0.1, "sources": [
@@ -68,7 +69,8 @@ def test_a_slower_machine_trains_every_stage_for_fewer_steps():
     assert (half.train.max_steps, half.sft.max_steps) == \
         (round(tiny.train.max_steps / 2), round(tiny.sft.max_steps / 2))
     assert half.train.lr == tiny.train.lr and half.model == tiny.model     # only the steps change
-    assert scaled(tiny, 1e-6).mid.max_steps == 10 and scaled(tiny, 1e-6).mid.warmup_steps <= 10 // 4
+    slowest = scaled(tiny, 1e-6)
+    assert slowest.sft.max_steps == 10 and slowest.sft.warmup_steps <= 10 // 4     # at least 10 steps
     whole = scaled(tiny, 1.0)
     assert (whole.train, whole.mid, whole.mid_text_fraction) == (tiny.train, tiny.mid, tiny.mid_text_fraction)
 
@@ -81,7 +83,14 @@ def test_a_slower_machine_midtrains_on_fewer_text_rows_before_fewer_steps():
         mid = scaled(tiny, factor)
         rows = mid.mid.batch_size
         assert rows - round(rows * mid.mid_text_fraction) == conversations       # every conversation row kept
-        assert mid.mid.max_steps * rows == pytest.approx(factor * tiny.mid.max_steps * full_rows, rel=0.1)
+        seen = mid.mid.max_steps * conversations
+        assert seen >= MIN_MID_CONVERSATION_ROWS                                  # enough for the skills
+        equal_compute = factor * tiny.mid.max_steps * full_rows
+        assert mid.mid.max_steps * rows == pytest.approx(equal_compute, rel=0.1) or \
+            seen == pytest.approx(MIN_MID_CONVERSATION_ROWS, rel=0.01)            # no more than either needs
+    assert scaled(tiny, 0.2).train.max_steps == round(0.2 * tiny.train.max_steps)  # the rest still shrink
+    few = replace(tiny, mid=replace(tiny.mid, max_steps=100))                     # fewer than the floor
+    assert scaled(few, 0.2).mid.max_steps == 100                                  # keeps its own, no more
     slight = scaled(tiny, 0.9)
     assert slight.mid.max_steps == tiny.mid.max_steps and slight.mid.batch_size < full_rows   # text goes first
     assert fewer_text_rows(16, 0.5, 0.1) == (10, 0.2)                  # a quarter as many text rows, no fewer
@@ -243,6 +252,20 @@ def test_report_of_a_base_only_run_says_what_did_not_run(speedrun_run, tmp_path)
     text = write_report(empty).read_text()
     assert [s for s in SECTIONS if s not in text] == [] and "could not be built" not in text
     assert text.count("_not run_") >= 5 and not list((empty.report).glob("*.png"))
+
+
+def test_skills_say_how_many_right_answers_each_stage_kept(tmp_path):
+    settings = {"version": 1, "limit": 4, "seed": 0}
+
+    def calculator(right, **changed):
+        return {"tasks": {"calculator": {"value": right.count("1") / 4, "ci95": [0, 1], "n": 4, "right": right,
+                                         "settings": {**settings, **changed}}}}
+    evals = {"mid": calculator("1101"), "sft": calculator("1011"), "rl": calculator("1111", limit=5)}
+    text = skills_section(RunDir(tmp_path / "run"), evals)
+    row = next(line for line in text.splitlines() if line.startswith("| calculator: still right"))
+    assert [c.strip() for c in row.split("|")[2:-1]] == ["-", "2/3 0.667 [0.208, 0.939]", "-"]   # rl: other problems
+    assert still_right({"right": "0000", "settings": settings}, {"right": "1111", "settings": settings}) is None
+    assert still_right(evals["mid"]["tasks"]["calculator"], None) is None
 
 
 def test_resumed_metrics_keep_the_last_record_of_each_step(tmp_path):

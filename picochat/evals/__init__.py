@@ -181,6 +181,8 @@ def run_task(task: Task, subject: Subject, run: RunDir, limit: int, seed: int, o
         entry = {"n": raw["n"], "value": round(raw["value"], 4), "ci95": None, "chance": None, "centered": None}
     else:
         entry = summarize(raw["outcomes"], raw["chance"], seed=seed)
+        if set(raw["outcomes"]) <= {0.0, 1.0}:     # which problems it got right, to compare stages on
+            entry["right"] = "".join("1" if o else "0" for o in raw["outcomes"])
     extras = {k: v for k, v in raw.items() if k not in ("outcomes", "chance", "examples", "value", "n")}
     return {"family": task.family, "metric": task.metric, **entry, "seconds": seconds,
             "examples": raw.get("examples", []), **extras}
