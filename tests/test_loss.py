@@ -85,3 +85,28 @@ def test_head_only_at_targets_gives_the_full_heads_loss_and_gradients():
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, expected_grads[name], atol=1e-6, rtol=1e-5, msg=name)
     assert model(ids, at=targets != IGNORE).shape == (int((targets != IGNORE).sum()), 50)
+
+
+def test_token_logprobs_at_the_answer_match_the_full_ones_with_their_gradients():
+    from picochat.model import Llama, ModelConfig
+    from picochat.train.preference import answer_logprobs, token_logprobs
+
+    torch.manual_seed(1)
+    model = Llama(ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=50, max_seq_len=16))
+    ids = torch.randint(0, 50, (3, 12))
+    answer = torch.zeros(3, 12)
+    answer[0, 6:10], answer[1, 3:], answer[2, 11] = 1, 1, 1        # a prompt, then the answer's tokens
+    full = token_logprobs(model, ids)
+    expected = (full * answer).sum(-1)
+    expected.sum().backward()
+    expected_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    got = answer_logprobs(model, ids, answer)
+    got.sum().backward()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected_grads[name], atol=1e-6, rtol=1e-5, msg=name)
+    at = token_logprobs(model, ids, at=answer)
+    assert torch.equal(at == 0, answer == 0)                        # the rest are left at 0
+    torch.testing.assert_close(at[answer.bool()], full[answer.bool()].detach(), atol=1e-5, rtol=1e-5)

@@ -62,16 +62,24 @@ def collate_pairs(pairs: list[RenderedPair], pad_id: int) -> dict[str, torch.Ten
     return {"input_ids": ids, "answer_mask": mask}
 
 
-def token_logprobs(model, ids: torch.Tensor) -> torch.Tensor:
-    """(B, T) log-probability of each id given the ones before it under `model` (column 0: 0)."""
-    logits = model(ids[:, :-1]).float()
-    lp = -F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none").view(ids.shape[0], -1)
+def token_logprobs(model, ids: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T) log-probability of each id given the ones before it under `model` (column 0: 0).
+    at: a (B, T) mask of the ids wanted; the others are 0, and the output head runs only at the
+    wanted ones (the model's `at` mask: a prompt's positions need no vocabulary-sized product)."""
+    targets = ids[:, 1:]
+    if at is None:
+        logits = model(ids[:, :-1]).float()
+        lp = -F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(targets.shape)
+        return F.pad(lp, (1, 0))
+    wanted = at[:, 1:].bool()
+    picked = -F.cross_entropy(model(ids[:, :-1], at=wanted).float(), targets[wanted], reduction="none")
+    lp = torch.zeros(targets.shape, dtype=picked.dtype, device=ids.device).masked_scatter(wanted, picked)
     return F.pad(lp, (1, 0))
 
 
 def answer_logprobs(model, input_ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
     """Per row, the summed log-probability of its answer tokens under `model` (a causal LM)."""
-    return (token_logprobs(model, input_ids) * answer_mask).sum(-1)
+    return (token_logprobs(model, input_ids, at=answer_mask) * answer_mask).sum(-1)
 
 
 class PairStream:

@@ -201,7 +201,7 @@ class GRPOObjective:
                "signal": (groups.std(-1) > 0).float().repeat_interleave(self.r.group)}
         if self.reference is not None:
             with torch.no_grad(), self._autocast(ids.device):
-                out["ref_logprobs"] = token_logprobs(self.reference, ids)
+                out["ref_logprobs"] = token_logprobs(self.reference, ids, at=sampled)
         return out
 
     def _autocast(self, device):
@@ -211,11 +211,11 @@ class GRPOObjective:
 
     # -- the loss ----------------------------------------------------------------------------------
     def loss(self, model, batch):
-        """The clipped surrogate over the sampled answer tokens only: the logits of every other
-        position are dropped before the softmax, which is most of the work at a long prompt."""
+        """The clipped surrogate over the sampled answer tokens only: the output head runs only
+        at their positions (the model's `at` mask), which is most of the work at a long prompt."""
         targets, mask = batch["input_ids"][:, 1:], batch["sampled"][:, 1:].bool()
         rows = mask.nonzero()[:, 0]                                   # each answer token's row
-        logp = model(batch["input_ids"][:, :-1])[mask].float().log_softmax(-1)        # (N, V)
+        logp = model(batch["input_ids"][:, :-1], at=mask).float().log_softmax(-1)     # (N, V)
         new = logp.gather(-1, targets[mask][:, None])[:, 0]
         ratio = torch.exp(new - batch["old_logprobs"][:, 1:][mask])
         adv = batch["advantages"][rows]
