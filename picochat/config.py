@@ -87,7 +87,12 @@ def _presets() -> dict[str, Preset]:
         Preset("cpu-small", "about an hour on 2 cores: 6 layers x 384 dim, context 256",
                ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=3, max_seq_len=256),
                TrainConfig(max_steps=2500, batch_size=16, seq_len=256, lr=8e-3, optimizer="muon",
-                           warmup_steps=100, eval_every=500, ckpt_every=250)),
+                           warmup_steps=100, eval_every=500, ckpt_every=250),
+               # mid-training sized by conversations seen (8 rows a step: 8,000, above what cpu-tiny's
+               # skills needed, speedrun.MIN_MID_CONVERSATION_ROWS), its rate in cpu-tiny's ratio to
+               # pretraining's; not yet measured at this size
+               mid=TrainConfig(max_steps=1000, batch_size=16, seq_len=256, lr=6.4e-3, optimizer="muon",
+                               warmup_steps=10, eval_every=0, ckpt_every=100)),
         Preset("gpu-small", "one GPU, ~20 minutes: 12 layers x 768 dim, context 1024",
                ModelConfig(dim=768, n_layers=12, n_heads=12, n_kv_heads=4, max_seq_len=1024),
                TrainConfig(max_steps=5000, batch_size=32, seq_len=1024, lr=1.5e-3, warmup_steps=200,

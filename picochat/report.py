@@ -539,7 +539,8 @@ def skills_section(run: RunDir, evals: dict[str, dict]) -> str:
             if any(isinstance(v, (int, float)) for v in values) and not (extra == "abstained" and name == "unknowable"):
                 lines.append(f"| {name}: {title} | " + " | ".join(fmt_number(v) for v in values) + " |")
     for name in SKILLS:
-        kept = [still_right(evals[a]["tasks"].get(name), evals[b]["tasks"].get(name)) for a, b in zip(stages, stages[1:])]
+        kept = [still_right(evals[a]["tasks"].get(name), evals[b]["tasks"].get(name))
+                for a, b in zip(stages, stages[1:])]
         if any(kept):
             lines.append(f"| {name}: still right, of what the stage before got right | - | " +
                          " | ".join(k or "-" for k in kept) + " |")
