@@ -114,8 +114,8 @@ MIN_TEXT_PER_CONVERSATION_ROW = 0.25
 # Below about this many conversation rows a cpu-tiny model has not yet learned to copy the user's
 # numbers into its calculator call: from the 78-step base of a 2-core fp32 machine's speedrun,
 # 501 steps x 8 conversation rows (4,008) called the calculator with the user's operands in no
-# answer, 980 x 8 (7,840) in 97.5% (81% from a base of another speedrun there, and 94% after its
-# SFT: docs/ARCHITECTURE.md, "Mid-training").
+# answer, 980 x 8 (7,840) in 97.5% (from the bases of two other speedruns there, 81% and 7.5%:
+# the skill appears abruptly and not at the same step every run; docs/ARCHITECTURE.md, "Mid-training").
 # So a slow machine's speedrun spends the time these take, rather than train a chat model with no
 # skills; its other stages still shrink with the step scale.
 MIN_MID_CONVERSATION_ROWS = 7_800
