@@ -672,17 +672,18 @@ def plot_centered(evals: dict[str, dict], out: Path) -> str | None:
 
 
 def eval_examples(evals: dict[str, dict]) -> str:
-    parts = ["<details><summary>Scored examples (one per task and stage)</summary>\n"]
+    parts = ["<details><summary>Scored examples (per task and stage: a wrong answer and a right one, "
+             "where the stage gave both)</summary>\n"]
     for stage, results in evals.items():
         for name, task in results["tasks"].items():
             examples = task.get("examples") or []
-            if not examples:
-                continue
-            ex = examples[0]
-            mark = {True: "correct", False: "wrong"}.get(ex.get("correct"), "")
-            parts.append(f"**{stage} / {name}** ({mark})\n\n" + fence(
-                f"prompt: {str(ex.get('prompt', ''))[-600:]}\nanswer: {ex.get('answer', '')}\n"
-                f"target: {ex.get('target', '')}"))
+            shown = [next((e for e in examples if e.get("correct") is not None and bool(e["correct"]) == want), None)
+                     for want in (False, True)]
+            for ex in [e for e in shown if e] or examples[:1]:
+                mark = "" if ex.get("correct") is None else ("correct" if ex["correct"] else "wrong")
+                parts.append(f"**{stage} / {name}** ({mark})\n\n" + fence(
+                    f"prompt: {str(ex.get('prompt', ''))[-600:]}\nanswer: {ex.get('answer', '')}\n"
+                    f"target: {ex.get('target', '')}"))
     parts.append("</details>")
     return "\n\n".join(parts) if len(parts) > 2 else ""
 

@@ -392,3 +392,13 @@ def test_heldout_probes_are_well_formed_and_scored(fresh_run, tok):
     # a short context keeps the last words of the passage rather than failing
     short = heldout.continuation(Subject(micro(tok, context=48), tok, chat=False), run, 10, seed=0)
     assert len(short["outcomes"]) == 10 and short["skipped_too_long"] == 0
+
+
+def test_kept_examples_show_the_first_failures_beside_the_first_successes():
+    from picochat.evals.generative import EXAMPLES_KEPT, kept_examples
+
+    rows = [{"prompt": str(i), "correct": i >= 5} for i in range(12)]      # five wrong, then seven right
+    kept = kept_examples(rows)
+    wrong, right = range(EXAMPLES_KEPT), range(5, 5 + EXAMPLES_KEPT)
+    assert [r["prompt"] for r in kept] == [str(i) for i in [*wrong, *right]]
+    assert kept_examples([{"correct": True}] * 2) == [{"correct": True}] * 2

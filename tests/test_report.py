@@ -14,7 +14,8 @@ import torch
 from picochat.cli import main
 from picochat.config import get_preset
 from picochat.model import load_pretrained
-from picochat.report import centered_interval, fmt_count, read_metrics, skills_section, still_right, write_report
+from picochat.report import (centered_interval, eval_examples, fmt_count, read_metrics, skills_section, still_right,
+                             write_report)
 from picochat.rundir import RunDir
 from picochat.sample import CHAT_PROMPTS, SAMPLE_PROMPTS
 from picochat.speedrun import (MIN_MID_CONVERSATION_ROWS, MIN_STEP_SCALE, fewer_text_rows, scaled, speedrun,
@@ -313,3 +314,12 @@ def test_speedrun_evaluates_both_stages_and_the_report_shows_it(speedrun_run):
                 assert "skipped" in row
             elif task["family"] != "bpb":
                 assert f"{task['value']:.3f}" in row and f"(n={task['n']})" in row
+
+
+def test_scored_examples_show_a_wrong_answer_where_a_stage_gave_one():
+    def task(*examples):
+        return {"examples": [{"prompt": f"q{i}", "answer": f"a{i}", "target": "t", "correct": ok}
+                             for i, ok in examples]}
+    text = eval_examples({"sft": {"tasks": {"calculator": task((0, True), (1, False)), "identity": task((2, True))}}})
+    assert "**sft / calculator** (wrong)" in text and "prompt: q1" in text and "prompt: q0" in text
+    assert "**sft / identity** (correct)" in text and "(wrong)" not in text.split("identity")[1]

@@ -35,7 +35,16 @@ from picochat.tasks import TASKS, Problem, ReasoningGym, Task
 from picochat.tasks.unknowable import abstains
 from picochat.tasks.humaneval import CHAT_INSTRUCTION
 
-EXAMPLES_KEPT = 3
+EXAMPLES_KEPT = 3      # of the right answers, and as many of the wrong ones
+
+
+def kept_examples(examples: list[dict]) -> list[dict]:
+    """The first few right and the first few wrong answers, in asking order: a result file that
+    keeps only the first few shows no failure to learn from when the first ones were right."""
+    right = [e for e in examples if e.get("correct")][:EXAMPLES_KEPT]
+    wrong = [e for e in examples if not e.get("correct")][:EXAMPLES_KEPT]
+    chosen = {id(e) for e in right + wrong}
+    return [e for e in examples if id(e) in chosen]
 QA = Format(prefix="", q="Question: ", a="\nAnswer: ", sep="\n\n")
 HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```"]
 
@@ -87,10 +96,9 @@ def reasoning_gym(subject: Subject, run: RunDir, limit: int, seed: int, task: Re
         tool_rows += bool(answer.calls)
         correct = task.check(problem, answer, last=subject.chat)
         outcomes.append(float(correct))
-        if len(examples) < EXAMPLES_KEPT:
-            examples.append({"prompt": entry["question"][:500], "answer": text.strip()[:300],
-                             "target": str(entry["answer"]), "correct": correct})
-    result = {"outcomes": outcomes, "chance": 0.0, "examples": examples, "skipped_too_long": skipped,
+        examples.append({"prompt": entry["question"][:500], "answer": text.strip()[:300],
+                         "target": str(entry["answer"]), "correct": correct})
+    result = {"outcomes": outcomes, "chance": 0.0, "examples": kept_examples(examples), "skipped_too_long": skipped,
               "few_shot": 0 if subject.chat else shots, "config": task.config}
     if subject.chat:
         result["tools"] = {"available": ["calculator"], "answers_calling_a_tool": tool_rows}
@@ -113,9 +121,10 @@ def own_task(subject: Subject, run: RunDir, limit: int, seed: int, task: Task, m
         raise TaskUnavailable(f"no {task.name} question fits the model's {subject.context}-token context")
     answers = generate(subject, prompts, max_tokens, [])
     outcomes = [float(task.check(p, a)) for p, a in zip(problems, answers)]
-    examples = [{"prompt": p.prompt[-1]["content"][:500], "answer": a.text.strip()[:300], "target": str(p.target),
-                 "correct": bool(ok), "calls": [f"{c.name} {c.arguments} -> {c.result}" for c in a.calls]}
-                for p, a, ok in list(zip(problems, answers, outcomes))[:EXAMPLES_KEPT]]
+    examples = kept_examples([{"prompt": p.prompt[-1]["content"][:500], "answer": a.text.strip()[:300],
+                               "target": str(p.target), "correct": bool(ok),
+                               "calls": [f"{c.name} {c.arguments} -> {c.result}" for c in a.calls]}
+                              for p, a, ok in zip(problems, answers, outcomes)])
     result = {"outcomes": outcomes, "chance": 0.0, "examples": examples, "skipped_too_long": skipped}
     if task.name != "unknowable":           # how often it said "I don't know" to what it can answer
         result["abstained"] = sum(abstains(a.text) for a in answers) / len(answers)
@@ -136,7 +145,7 @@ def factuality(subject: Subject, run: RunDir, limit: int, seed: int) -> dict:
     if not rows:
         raise TaskUnavailable("no held-out dictionary entries in the run's corpus")
     info = summary(rows)
-    examples = [{k: r[k] for k in ("question", "answer", "correct")} for r in rows[:EXAMPLES_KEPT]]
+    examples = kept_examples([{k: r[k] for k in ("question", "answer", "correct")} for r in rows])
     return {"outcomes": [float(r["correct"]) for r in rows], "chance": 0.0, "examples": examples,
             "abstained": info["abstained"], "curve": info["curve"]}
 
@@ -169,9 +178,8 @@ def humaneval(subject: Subject, run: RunDir, limit: int, seed: int, max_tokens: 
         result = task.run(Problem([], p["task_id"], meta={"problem": p}), answer, chat=subject.chat, timeout=timeout)
         statuses[result.status] = statuses.get(result.status, 0) + 1
         outcomes.append(float(result.passed))
-        if len(examples) < EXAMPLES_KEPT:
-            examples.append({"prompt": p["prompt"][-500:], "answer": text[:500], "target": p["task_id"],
-                             "correct": result.passed})
-    return {"outcomes": outcomes, "chance": 0.0, "examples": examples, "skipped_too_long": skipped,
+        examples.append({"prompt": p["prompt"][-500:], "answer": text[:500], "target": p["task_id"],
+                         "correct": result.passed})
+    return {"outcomes": outcomes, "chance": 0.0, "examples": kept_examples(examples), "skipped_too_long": skipped,
             "sandbox": statuses}
 
