@@ -106,6 +106,17 @@ def test_copying_and_unknowable_hold_out_their_phrasings_and_check_exactly():
     assert not unknowable.check(p, Answer("It will be sunny and 21 degrees."))
 
 
+def test_training_contrasts_what_looks_alike():
+    """A number in the question is not a sum to work out, and "my name" is not "your name": training
+    asks unknowable questions with years and prices in them, and identity questions about "you"
+    in the words users ask about themselves with."""
+    unknowable = [c[0]["content"] for c in TASKS["unknowable"].conversations(random.Random(0), 2000)]
+    future = [q for q in unknowable if any(str(y) in q for y in range(2027, 2061))]
+    assert len(future) > 0.2 * len(unknowable)
+    identity = [c[-2]["content"].lower() for c in TASKS["identity"].conversations(random.Random(0), 2000)]
+    assert sum(" me" in q or " i " in q for q in identity) > 0.4 * len(identity)
+
+
 def test_factuality_checks_definitions_and_labels_wrong_answers_i_dont_know():
     from picochat.evals.probes import Entry
     from picochat.tasks.factuality import Factuality, label, tradeoff
