@@ -38,6 +38,7 @@ from picochat.evals.scoring import aggregate, summarize
 from picochat.evals.subject import Subject, TaskUnavailable
 from picochat.rundir import PicochatError, RunDir, atomic_write_json
 from picochat.tasks import TASKS as TASK_TYPES
+from picochat.tasks.identity import IDENTITY_EVAL_PROMPTS
 
 VERSION = 1            # part of every task's settings: bump when scoring changes, to rerun stored tasks
 
@@ -89,8 +90,9 @@ def _registry() -> dict[str, Task]:
              "two-term arithmetic, up to 2 digits (reasoning-gym)"),
         Task("humaneval", "generative", "pass@1", 10, generative.humaneval,
              "write a Python function; run against its tests in the sandbox"),
-        Task("identity", "skill", "accuracy", 21, partial(generative.own_task, task=TASK_TYPES["identity"]),
-             "who it is, asked in 21 held-out ways: the answer names picochat"),
+        Task("identity", "skill", "accuracy", len(IDENTITY_EVAL_PROMPTS),
+             partial(generative.own_task, task=TASK_TYPES["identity"]),
+             f"who it is, asked in {len(IDENTITY_EVAL_PROMPTS)} held-out ways: the answer names picochat"),
         Task("calculator", "skill", "accuracy", 200, partial(generative.own_task, task=TASK_TYPES["arithmetic"]),
              "fresh 3-5 x 3-4 digit products, held-out phrasings: the answer states the product"),
         Task("copying", "skill", "accuracy", 200, partial(generative.own_task, task=TASK_TYPES["copying"]),

@@ -34,7 +34,7 @@ from picochat.prefs.store import Store, answer_messages, answer_text
 from picochat.rundir import PicochatError
 from picochat.tasks import TASKS
 from picochat.tasks.arithmetic import CALCULATOR, calculate, calculator_exchange
-from picochat.tasks.identity import IDENTITY_ANSWERS
+from picochat.tasks.identity import IDENTITY_ANSWERS, IDENTITY_EVAL_PROMPTS
 from picochat.tasks.unknowable import ANSWERS as DONT_KNOW
 
 SOURCES = ("verifier", "rules", "hhh")       # what `--collect` and the speedrun gather
@@ -141,7 +141,7 @@ def rule_pairs(store: Store, split: str, per_rule: int, seed: int) -> dict:
 
 
 def identity_rule(rng: random.Random, split: str):
-    problem = rng.choice(TASKS["identity"].problems(rng, 21, split))   # eval: its 21 held-out questions
+    problem = rng.choice(TASKS["identity"].problems(rng, len(IDENTITY_EVAL_PROMPTS), split))  # eval: the held-out ones
     chosen = problem.solution or [assistant(rng.choice(IDENTITY_ANSWERS["who"]))]
     bot, maker = rng.choice(OTHER_ASSISTANTS)
     return problem.prompt, chosen, [assistant(rng.choice(IMPOSTORS).format(bot=bot, maker=maker))]

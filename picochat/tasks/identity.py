@@ -3,8 +3,8 @@
 Training conversations answer the questions a user asks to learn who they are talking to
 (its name, its maker, whether it is a person, whether it is one of the big assistants), with
 surface variation (casing, greetings, punctuation) and sometimes a system prompt or a greeting
-first. IDENTITY_EVAL_PROMPTS holds "who are you?" (trained on: the question users ask most) and 20
-paraphrases that never are; the "eval" split asks all 21, and the check passes an answer that
+first. IDENTITY_EVAL_PROMPTS holds "who are you?" (trained on: the question users ask most) and 59
+paraphrases that never are; the "eval" split asks all 60, and the check passes an answer that
 names picochat.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 
 from picochat.chat import assistant, system, user
-from picochat.tasks.base import Problem, Task, normalize_prompt
+from picochat.tasks.base import Problem, Task, normalize_prompt, phrasings
 
 NAME = "picochat"
 
@@ -58,6 +58,25 @@ IDENTITY_QUESTIONS = {
     ],
 }
 
+# Training also builds questions from pieces (phrasings): the same request in many frames, and
+# about "you" as against "me" ("your name" here; "my name" is the unknowable task's), so a small
+# model reads who is asked about rather than a few wordings.
+ASKED_PARTS = {
+    "who": ["who is answering me", "who is replying to me", "who is talking to me", "who writes these answers",
+            "who is on the other end", "who is behind these replies", "who is sending me these messages",
+            "what is responding to me", "what I am chatting with", "what kind of thing you are",
+            "who you are", "what you are", "who I am talking to", "what this assistant is"],
+    "name": ["your name", "the name you go by", "the name of this assistant", "what you are called",
+             "the name of the AI I'm using", "what to call you", "the name of this chatbot"],
+    "creator": ["who made you", "who trained you", "where you come from", "who built this assistant",
+                "which project trained you", "how you were made"],
+    "human": ["whether you are a person", "whether a human is typing these replies", "if you are a human",
+              "whether I'm talking to a real person"],
+}
+ASKING_ABOUT = ["Can you tell me {e}?", "Tell me {e}.", "I'd like to know {e}.", "I want to know {e}.",
+                "Do you mind telling me {e}?", "Please tell me {e}.", "I'm wondering {e}.", "Explain {e}.",
+                "Say {e}.", "Quick question: {e}?"]
+
 IDENTITY_ANSWERS = {
     "who": [
         "I'm picochat, a small chat assistant. I'm a language model trained from scratch with the "
@@ -101,7 +120,7 @@ IDENTITY_ANSWERS = {
     ],
 }
 
-# "Who are you?" and 20 paraphrases kept out of training: the identity check asks these.
+# "Who are you?" and 59 paraphrases kept out of training: the identity check asks these.
 IDENTITY_EVAL_PROMPTS = [
     "who are you?",
     "Who exactly am I chatting with here?",
@@ -124,6 +143,45 @@ IDENTITY_EVAL_PROMPTS = [
     "Which chatbot are you?",
     "Explain what you are.",
     "Hi! Who's this I'm talking to?",
+    "What should I know about you?",
+    "Whom do I have the pleasure of talking to?",
+    "Is there a name I can use for you?",
+    "What's the name of the AI I'm using?",
+    "Before we start, who are you?",
+    "Who built the assistant I'm talking to?",
+    "Which company or project trained you?",
+    "Are you a human being or a machine?",
+    "Is there a real person typing these replies?",
+    "Are you one of the big commercial chatbots?",
+    "Is this OpenAI's model?",
+    "Are you Bard?",
+    "Tell me what you're called.",
+    "What do people call you?",
+    "Can you say who you are in one sentence?",
+    "Who might you be?",
+    "What sort of thing am I chatting with?",
+    "Yo, who is this?",
+    "Describe yourself in a few words.",
+    "Where did you come from?",
+    "Who's behind this chatbot?",
+    "Do you go by a name?",
+    "What's your name again?",
+    "What exactly is answering my questions?",
+    "Are you some kind of robot?",
+    "Hello, who do I have here?",
+    "Remind me, what are you?",
+    "Which assistant is this?",
+    "Who designed you?",
+    "Tell me something about yourself.",
+    "What are you supposed to be?",
+    "Who's responding to my messages?",
+    "Are you a real human?",
+    "I'm curious: what is your name?",
+    "What kind of chatbot are you?",
+    "Is this a bot or a person?",
+    "Which language model is this?",
+    "How would you describe what you are?",
+    "Are you the famous ChatGPT?",
 ]
 
 PREFIXES = ["", "", "", "", "Hi! ", "Hello. ", "Hey, ", "Quick question: ", "Hi there. ", "Sorry, ",
@@ -165,6 +223,8 @@ class Identity(Task):
         held_out = {normalize_prompt(p) for p in IDENTITY_EVAL_PROMPTS[1:]}
         pool = [(kind, q) for kind, qs in IDENTITY_QUESTIONS.items() for q in qs
                 if normalize_prompt(q) not in held_out]
+        pool += [(kind, q) for kind, parts in ASKED_PARTS.items()
+                 for q in phrasings(ASKING_ABOUT, parts, IDENTITY_EVAL_PROMPTS[1:])]
         out = []
         for _ in range(count):
             kind, q = rng.choice(pool)
