@@ -69,7 +69,7 @@ def test_identity_answers_name_picochat_and_the_eval_prompts_are_held_out():
     asked = {identity.normalize_prompt(c[-2]["content"]) for c in convs}
     assert all("picochat" in c[-1]["content"].lower() for c in convs)
     held_out = {identity.normalize_prompt(p) for p in identity.IDENTITY_EVAL_PROMPTS[1:]}
-    assert len(held_out) == 20 and not asked & held_out
+    assert len(held_out) == len(identity.IDENTITY_EVAL_PROMPTS) - 1 > 50 and not asked & held_out
     assert identity.normalize_prompt("who are you?") in asked   # the main question is trained
     assert len(asked) > 300                                       # many surface forms
 
@@ -319,7 +319,7 @@ def test_sft_learns_the_identity(base_run, tmp_path, one_thread):
     shutil.copytree(base_run, run)
     mixture = tmp_path / "identity.json"
     mixture.write_text(json.dumps({"decontaminate": "none", "sources": [
-        {"name": "identity", "generator": "identity", "count": 300}]}))
+        {"name": "identity", "generator": "identity", "count": 600}]}))
     # no --preset: the recipe of the preset the base model was trained with (micro)
     assert main(["sft", "--run", str(run), "--mixture", str(mixture), "--dtype", "fp32",
                  "--max-steps", "150", "--set", "lr=3e-3", "--set", "batch_size=8", "--set", "eval_every=0",

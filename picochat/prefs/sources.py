@@ -54,12 +54,15 @@ def verifier_pairs(engine, store: Store, split: str, per_task: int, seed: int, s
     for name in VERIFIED_TASKS:
         task = TASKS[name]
         problems = task.problems(random.Random(f"{name}-{split}-{seed}"), per_task, split=TASK_SPLIT[split])
-        prompts = [render_prompt(engine.tokenizer, p.prompt) for p in problems for _ in range(samples)]
+        rendered = [render_prompt(engine.tokenizer, p.prompt) for p in problems]
+        fits = [len(ids) + 16 <= engine.context for ids in rendered]     # room for an answer, as the evals ask
+        problems = [p for p, ok in zip(problems, fits) if ok]
+        prompts = [ids for ids, ok in zip(rendered, fits) if ok for _ in range(samples)]
         answers = []
         for start in range(0, len(prompts), batch_size):
             params = SamplingParams(temperature=temperature, max_tokens=96, seed=seed * 7919 + start)
             answers += engine.generate_batch(prompts[start:start + batch_size], params)
-        made = {"problems": len(problems), "all_right": 0, "all_wrong": 0, "pairs": 0}
+        made = {"problems": len(problems), "too_long": fits.count(False), "all_right": 0, "all_wrong": 0, "pairs": 0}
         for i, problem in enumerate(problems):
             mine = [a for a in answers[i * samples:(i + 1) * samples] if storable(a.messages)]
             good = [a.messages for a in mine if task.check(problem, a)]
