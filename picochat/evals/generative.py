@@ -36,6 +36,8 @@ from picochat.tasks.unknowable import abstains
 from picochat.tasks.humaneval import CHAT_INSTRUCTION
 
 EXAMPLES_KEPT = 3      # of the right answers, and as many of the wrong ones
+QA = Format(prefix="", q="Question: ", a="\nAnswer: ", sep="\n\n")
+HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```"]
 
 
 def kept_examples(examples: list[dict]) -> list[dict]:
@@ -45,8 +47,6 @@ def kept_examples(examples: list[dict]) -> list[dict]:
     wrong = [e for e in examples if not e.get("correct")][:EXAMPLES_KEPT]
     chosen = {id(e) for e in right + wrong}
     return [e for e in examples if id(e) in chosen]
-QA = Format(prefix="", q="Question: ", a="\nAnswer: ", sep="\n\n")
-HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```"]
 
 
 def generate(subject: Subject, prompts: list[list[int]], max_tokens: int, stops: list[str],
