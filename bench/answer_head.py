@@ -13,28 +13,17 @@ difference (they must agree), and the speed ratio to the baseline.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from picochat.config import get_preset  # noqa: E402
-from picochat.model import Llama  # noqa: E402
-from picochat.train.preference import token_logprobs  # noqa: E402
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from bench.muon_step import median_seconds
+from picochat.config import get_preset
+from picochat.model import Llama
+from picochat.train.preference import token_logprobs
 
 
 def answer_mask(batch: int, length: int, fraction: float, generator: torch.Generator) -> torch.Tensor:

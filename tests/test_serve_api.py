@@ -20,12 +20,11 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-import torch  # noqa: E402
+import torch
+from serve_model import make_chat_run, serving
 
-from serve_model import make_chat_run, serving  # noqa: E402
-
-from picochat.model import load_pretrained  # noqa: E402
-from picochat.tokenizer import Tokenizer  # noqa: E402
+from picochat.model import load_pretrained
+from picochat.tokenizer import Tokenizer
 
 PROMPT = "The king walks under the river"
 OTHER = "A friend speaks of gold"
