@@ -83,7 +83,10 @@ def _presets() -> dict[str, Preset]:
                                warmup_steps=5, eval_every=0, ckpt_every=40),
                mid=TrainConfig(max_steps=1200, batch_size=16, seq_len=256, lr=8e-3, optimizer="muon",
                                warmup_steps=10, eval_every=0, ckpt_every=100),
-               sized_for_step_seconds=0.36),
+               # a step time that fits the whole chain in 30 minutes on the slowest 2-core machine
+               # seen (fp32 only, fastest step 1.04 s: there 0.36 made it 32 minutes, since
+               # mid-training's floor of conversation rows does not shrink with the step scale)
+               sized_for_step_seconds=0.27),
         Preset("cpu-small", "about an hour on 2 cores: 6 layers x 384 dim, context 256",
                ModelConfig(dim=384, n_layers=6, n_heads=6, n_kv_heads=3, max_seq_len=256),
                TrainConfig(max_steps=2500, batch_size=16, seq_len=256, lr=8e-3, optimizer="muon",

@@ -116,9 +116,11 @@ MIN_TEXT_PER_CONVERSATION_ROW = 0.25
 # 501 steps x 8 conversation rows (4,008) called the calculator with the user's operands in no
 # answer, 980 x 8 (7,840) in 97.5% (from the bases of two other speedruns there, 81% and 7.5%:
 # the skill appears abruptly and not at the same step every run; docs/ARCHITECTURE.md, "Mid-training").
-# So a slow machine's speedrun spends the time these take, rather than train a chat model with no
-# skills; its other stages still shrink with the step scale.
-MIN_MID_CONVERSATION_ROWS = 7_800
+# Those rows held 3.9 conversations each; first-fit packing (sft.pack_first_fit) puts 4.4 in a
+# row, so 7,000 rows show as many conversations. So a slow machine's speedrun spends the time
+# these take, rather than train a chat model with no skills; its other stages still shrink with
+# the step scale.
+MIN_MID_CONVERSATION_ROWS = 7_000
 
 
 def fewer_text_rows(batch_size: int, text_fraction: float, factor: float) -> tuple[int, float]:

@@ -17,7 +17,7 @@ from picochat.sft_data.mixture import build_mixture, in_val, parse_mixture, read
 from picochat.tasks import TASKS, identity
 from picochat.tokenizer import Tokenizer
 from picochat.train import sft as sft_module
-from picochat.train.sft import IGNORE, ChatObjective, collate
+from picochat.train.sft import IGNORE, ChatObjective, collate, pack_first_fit
 
 GENERATED = {"name": "gen", "seed": 3, "decontaminate": "none", "val_fraction": 0.05, "sources": [
     {"name": "identity", "generator": "identity", "count": 40},
@@ -217,6 +217,21 @@ def test_packing_puts_each_whole_conversation_in_one_row_once_per_epoch(tok):
     assert obj.epochs(len(obj._epoch_rows(0)) + len(obj._epoch_rows(1)) // 2) == pytest.approx(1.5, abs=0.05)
 
 
+def test_first_fit_packing_fills_gaps_from_later_conversations_and_keeps_their_order():
+    # closing a row at the first conversation that does not fit: [6], [6, 4], [4]
+    assert pack_first_fit([0, 1, 2, 3], [6, 6, 4, 4], capacity=10) == [[0, 2], [1, 3]]
+    assert pack_first_fit([0, 1, 2], [10, 3, 7], capacity=10) == [[0], [1, 2]]   # a full row closes
+    rng = random.Random(0)
+    lengths = [rng.randint(20, 120) for _ in range(3000)]
+    rows = pack_first_fit(list(range(3000)), lengths, capacity=256, open_rows=4)
+    assert sorted(i for row in rows for i in row) == list(range(3000))
+    assert all(sum(lengths[i] for i in row) <= 256 for row in rows)
+    assert sum(lengths) / len(rows) > 0.95 * 256
+    # each conversation lands within a few rows of where the shuffled order put it
+    per_row = 3000 / len(rows)
+    assert max(abs(k - i / per_row) for k, row in enumerate(rows) for i in row) < 20
+
+
 def test_collate_pads_and_trains_only_on_assistant_tokens(tok):
     convs = [TASKS["arithmetic"].conversations(random.Random(2), 1)[0], [{"role": "user", "content": "Hi"},
                                                              {"role": "assistant", "content": "Hello!"}]]
@@ -322,7 +337,7 @@ def test_sft_learns_the_identity(base_run, tmp_path, one_thread):
         {"name": "identity", "generator": "identity", "count": 600}]}))
     # no --preset: the recipe of the preset the base model was trained with (micro)
     assert main(["sft", "--run", str(run), "--mixture", str(mixture), "--dtype", "fp32",
-                 "--max-steps", "150", "--set", "lr=3e-3", "--set", "batch_size=8", "--set", "eval_every=0",
+                 "--max-steps", "200", "--set", "lr=3e-3", "--set", "batch_size=8", "--set", "eval_every=0",
                  "--set", "ckpt_every=0", "--set", "log_every=50"]) == 0
     assert json.loads((run / "run.json").read_text())["stages"]["sft"]["preset"] == "micro"
     model = load_pretrained(run / "sft").eval()

@@ -48,6 +48,37 @@ def collate(rows: list[Rendered], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": inputs, "targets": targets}
 
 
+OPEN_ROWS = 8
+
+
+def pack_first_fit(order: list[int], lengths: list[int], capacity: int, open_rows: int = OPEN_ROWS) -> list[list[int]]:
+    """Conversations (indices, in `order`) packed into rows of at most `capacity` tokens.
+
+    Each goes into the first of up to `open_rows` unfinished rows it fits, else starts a new one;
+    a row is finished when nothing as short as the shortest conversation would fit, or when it is
+    the oldest and a new row needs its place. Closing rows in turn in one pass keeps the epoch's
+    shuffled order within a few rows, where sorting by length would line up each task's
+    conversations; filling gaps from later conversations wastes far less of each row as padding
+    than closing a row at the first conversation that does not fit."""
+    shortest = min(lengths[i] for i in order)
+    rows: list[list[int]] = []
+    filling: list[tuple[list[int], int]] = []          # (row, tokens used), oldest first
+    for i in order:
+        n = lengths[i]
+        slot = next((k for k, (_, used) in enumerate(filling) if used + n <= capacity), None)
+        if slot is None:
+            if len(filling) == open_rows:
+                rows.append(filling.pop(0)[0])
+            filling.append(([], 0))
+            slot = len(filling) - 1
+        row, used = filling[slot]
+        row.append(i)
+        filling[slot] = (row, used + n)
+        if used + n + shortest > capacity:
+            rows.append(filling.pop(slot)[0])
+    return rows + [row for row, _ in filling]
+
+
 class ChatObjective:
     """Conversations in a seeded order per epoch; loss on assistant tokens; val loss per token.
 
@@ -82,16 +113,7 @@ class ChatObjective:
         order = self._order(epoch)
         if self.pack_tokens is None:
             return [[i] for i in order]
-        rows, current, used = [], [], 0
-        for i in order:
-            n = len(self.train[i])
-            if current and used + n > self.pack_tokens:
-                rows.append(current)
-                current, used = [], 0
-            current.append(i)
-            used += n
-        rows.append(current)
-        return rows
+        return pack_first_fit(order, [len(r) for r in self.train], self.pack_tokens)
 
     def row(self, k: int) -> Rendered:
         """The k-th row of the endless stream of shuffled (and packed) epochs."""
